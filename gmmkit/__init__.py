@@ -1,0 +1,13 @@
+"""gmmkit: Bayesian Gaussian mixture models, one model declaration, many inference methods.
+
+Fit a model with :func:`fit`; every method returns the same immutable :class:`Fit`.
+"""
+
+from gmmkit import datasets
+from gmmkit.api import fit
+from gmmkit.models import MixtureData, UnivariateGMM
+from gmmkit.result import Fit
+
+__version__ = "0.1.0"
+
+__all__ = ["Fit", "MixtureData", "UnivariateGMM", "__version__", "datasets", "fit"]

@@ -1,0 +1,3 @@
+from gmmkit.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""The one module that talks to ArviZ.
+
+Every ``arviz`` call in gmmkit lives here, so that the move to ArviZ 1.x (whose
+``from_dict`` and group handling changed) touches this file only.  Everything else in
+gmmkit passes plain NumPy arrays and dicts in and gets ``InferenceData`` or pandas out.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "FIT_GROUP",
+    "InferenceData",
+    "ess",
+    "from_netcdf",
+    "loo",
+    "make_inference_data",
+    "rhat",
+    "summary",
+    "to_netcdf",
+]
+
+InferenceData = az.InferenceData
+
+#: Name of the extra group that carries the ELBO trace and the variational parameters.
+FIT_GROUP = "fit"
+
+
+@contextmanager
+def _quiet():
+    # ArviZ 0.2x announces its 1.x migration and warns about tiny "chains" (a single
+    # point estimate is one chain of one draw); neither is actionable for gmmkit users.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*migration.*")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+        warnings.filterwarnings("ignore", message=".*Shape validation failed.*")
+        warnings.filterwarnings("ignore", message=".*not .* InferenceData scheme.*")
+        yield
+
+
+def _dataset(variables: Mapping[str, tuple[Sequence[str], Any]], attrs=None) -> xr.Dataset:
+    data_vars = {name: (tuple(dims), np.asarray(value)) for name, (dims, value) in variables.items()}
+    return xr.Dataset(data_vars, attrs=dict(attrs or {}))
+
+
+def make_inference_data(
+    *,
+    posterior: Mapping[str, np.ndarray],
+    dims: Mapping[str, Sequence[str]],
+    observed: np.ndarray,
+    log_likelihood: np.ndarray,
+    fit_variables: Mapping[str, tuple[Sequence[str], Any]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    sample_stats: Mapping[str, np.ndarray] | None = None,
+) -> az.InferenceData:
+    """Assemble an ``InferenceData`` from draws, the data and the pointwise log-likelihood.
+
+    Parameters
+    ----------
+    posterior : dict of str to ndarray
+        Draws with leading dimensions ``(chain, draw)``.
+    dims : dict of str to list of str
+        Dimension names after ``(chain, draw)`` for every posterior variable.
+    observed : ndarray, shape (N,) or (N, D)
+        The data; stored as ``observed_data["x"]``.
+    log_likelihood : ndarray, shape (chain, draw, N)
+        log p(x_i | theta) per draw and point, so that ``az.loo`` works.
+    fit_variables : dict of str to (dims, value), optional
+        Stored in the extra group ``"fit"`` (ELBO trace, variational parameters, ...);
+        it survives a netCDF round trip.
+    attrs : dict, optional
+        Attributes set on every group (method name, model, point-estimate flag).
+    sample_stats : dict of str to ndarray, optional
+        Per-draw sampler statistics with leading ``(chain, draw)`` dimensions.
+    """
+    observed = np.asarray(observed)
+    obs_dims = ["observation"] if observed.ndim == 1 else ["observation", "feature"]
+    all_dims = {name: list(d) for name, d in dims.items()}
+    all_dims["x"] = obs_dims
+    coords = {"observation": np.arange(observed.shape[0])}
+    n_components = None
+    for name, value in posterior.items():
+        for axis, dim in enumerate(all_dims.get(name, ()), start=2):
+            coords.setdefault(dim, np.arange(np.shape(value)[axis]))
+        if "component" in all_dims.get(name, ()):
+            n_components = np.shape(value)[2 + list(all_dims[name]).index("component")]
+    if observed.ndim == 2:
+        coords["feature"] = np.arange(observed.shape[1])
+    with _quiet():
+        idata = az.from_dict(
+            posterior={k: np.asarray(v) for k, v in posterior.items()},
+            observed_data={"x": observed},
+            log_likelihood={"x": np.asarray(log_likelihood)},
+            sample_stats=dict(sample_stats) if sample_stats else None,
+            dims={**all_dims},
+            coords=coords,
+            attrs=dict(attrs or {}),
+        )
+        # from_dict applies the observation dims to log_likelihood["x"] only for the
+        # first axis; the pointwise log-likelihood is per row, so fix its dims here.
+        ll = xr.DataArray(
+            np.asarray(log_likelihood), dims=("chain", "draw", "observation")
+        ).assign_coords(
+            chain=idata.posterior.chain, draw=idata.posterior.draw,
+            observation=coords["observation"],
+        )
+        idata.log_likelihood = xr.Dataset({"x": ll}, attrs=dict(attrs or {}))
+        if fit_variables:
+            group = _dataset(fit_variables, attrs)
+            if n_components is not None and "component" in group.dims:
+                group = group.assign_coords(component=np.arange(n_components))
+            idata.add_groups({FIT_GROUP: group})
+    return idata
+
+
+def to_netcdf(idata: az.InferenceData, path: str | Path) -> Path:
+    """Write ``idata`` (every group, including ``fit``) to ``path``."""
+    idata.to_netcdf(str(path))
+    return Path(path)
+
+
+def from_netcdf(path: str | Path) -> az.InferenceData:
+    """Read an ``InferenceData`` written by :func:`to_netcdf`."""
+    with _quiet():
+        return az.from_netcdf(str(path))
+
+
+def summary(idata: az.InferenceData, **kwargs: Any):
+    """``az.summary`` with gmmkit's warnings silenced; returns a pandas DataFrame."""
+    with _quiet():
+        return az.summary(idata, **kwargs)
+
+
+def loo(idata: az.InferenceData, **kwargs: Any):
+    """``az.loo`` (PSIS-LOO) on the pointwise log-likelihood."""
+    with _quiet():
+        return az.loo(idata, **kwargs)
+
+
+def rhat(idata: az.InferenceData) -> xr.Dataset:
+    """Rank-normalised split r-hat of every posterior variable."""
+    return az.rhat(idata)
+
+
+def ess(idata: az.InferenceData, method: str = "bulk") -> xr.Dataset:
+    """Bulk or tail effective sample size of every posterior variable."""
+    return az.ess(idata, method=method)

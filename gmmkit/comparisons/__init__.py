@@ -1,0 +1,1 @@
+"""Comparing fits: alignment, ELBO/evidence tables, agreement metrics, plots, sweeps."""

@@ -1,0 +1,1 @@
+"""Inference algorithms; users call them through :func:`gmmkit.fit`."""

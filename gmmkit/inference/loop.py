@@ -1,0 +1,168 @@
+"""The one training loop shared by every closed-form method (CAVI, Bishop VB, EM, k-means).
+
+A method supplies pure functions over its own ``State`` NamedTuple, in the style of
+BlackJAX's ``init``/``step``: ``init(rng) -> State``, ``step(State) -> State`` and
+``objective(State) -> float``.  This module owns restarts, the stopping rule, timing,
+the progress bar and the bookkeeping of failed restarts, so they behave identically for
+every method.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["RestartFailed", "RunResult", "coordinate_ascent", "initial_means", "progress_bar"]
+
+
+class RestartFailed(Exception):
+    """Raised by a ``step`` when a restart cannot continue (e.g. a singular covariance).
+
+    The loop records the message with the restart index, warns, and goes on with the next
+    restart; only if every restart fails is a ``RuntimeError`` raised.
+    """
+
+
+class RunResult(NamedTuple):
+    """What the loop returns: the kept restart's final state and its traces."""
+
+    state: Any
+    trace: np.ndarray
+    time_trace: np.ndarray
+    monitor_traces: dict[str, np.ndarray]
+    converged: bool
+    n_iter: int
+    restart_objectives: np.ndarray
+    restart_failures: tuple[str, ...]
+    elapsed_s: float
+
+
+class progress_bar:
+    """A rich progress bar that is a no-op when ``enabled`` is False."""
+
+    def __init__(self, enabled: bool, description: str, total: int | None) -> None:
+        self._progress = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), transient=True,
+            )
+            self._task = self._progress.add_task(description, total=total)
+
+    def __enter__(self) -> progress_bar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, advance: int = 1, description: str | None = None, **kw: Any) -> None:
+        if self._progress is not None:
+            if description is not None:
+                kw["description"] = description
+            self._progress.update(self._task, advance=advance, **kw)
+
+
+def _one_run(init, step, objective, monitor, rng, tol, max_iter, bar, label):
+    start = time.perf_counter()
+    state = init(rng)
+    values = [objective(state)]
+    times = [time.perf_counter() - start]
+    monitored = [monitor(state)] if monitor else []
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is read after the loop
+        state = step(state)
+        values.append(objective(state))
+        times.append(time.perf_counter() - start)
+        if monitor:
+            monitored.append(monitor(state))
+        bar.update(description=f"{label}: {values[-1]:.6g}")
+        # Relative change of the objective, as in scikit-learn and Blei et al. (2017).
+        if abs(values[-1] - values[-2]) <= tol * abs(values[-2]):
+            converged = True
+            break
+    traces = {k: np.array([m[k] for m in monitored]) for k in (monitored[0] if monitored else {})}
+    return state, np.array(values), np.array(times), traces, converged, n_iter
+
+
+def coordinate_ascent(
+    *,
+    init: Callable[[np.random.Generator], Any],
+    step: Callable[[Any], Any],
+    objective: Callable[[Any], float],
+    rng: np.random.Generator,
+    n_init: int,
+    tol: float,
+    max_iter: int,
+    progress: bool = False,
+    label: str = "fit",
+    monitor: Callable[[Any], Mapping[str, float]] | None = None,
+) -> RunResult:
+    """Run ``n_init`` restarts of ``step`` until the relative change of ``objective``
+    is at most ``tol`` (or ``max_iter`` steps), and keep the restart with the highest
+    final objective.
+
+    Restarts draw their initial states from ``rng`` in order, so one seed fixes them all.
+    """
+    start = time.perf_counter()
+    best = None
+    finals = np.full(n_init, np.nan)
+    failures: list[str] = []
+    with progress_bar(progress, label, total=None) as bar:
+        for restart in range(n_init):
+            try:
+                run = _one_run(init, step, objective, monitor, rng, tol, max_iter, bar,
+                               f"{label} restart {restart + 1}/{n_init}")
+            except RestartFailed as err:
+                message = f"restart {restart}: {err}"
+                failures.append(message)
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                continue
+            finals[restart] = run[1][-1]
+            if best is None or run[1][-1] > best[1][-1]:
+                best = run
+    if best is None:
+        raise RuntimeError(
+            f"every one of the {n_init} restart(s) failed: " + "; ".join(failures)
+        )
+    state, trace, times, traces, converged, n_iter = best
+    return RunResult(
+        state=state, trace=trace, time_trace=times, monitor_traces=traces,
+        converged=converged, n_iter=n_iter, restart_objectives=finals,
+        restart_failures=tuple(failures), elapsed_s=time.perf_counter() - start,
+    )
+
+
+def initial_means(
+    X: np.ndarray, n_components: int, init: str, rng: np.random.Generator
+) -> np.ndarray:
+    """Initial component means, shape (K, D), from data ``X`` of shape (N, D).
+
+    "kmeans++" uses scikit-learn's ``kmeans_plusplus`` seeding (Arthur & Vassilvitskii,
+    2007); "random" picks K distinct data points uniformly.
+    """
+    if init == "kmeans++":
+        from sklearn.cluster import kmeans_plusplus
+
+        centers, _ = kmeans_plusplus(
+            X, n_components, random_state=int(rng.integers(2**31 - 1))
+        )
+        return centers
+    if init == "random":
+        return X[rng.choice(X.shape[0], size=n_components, replace=False)].copy()
+    raise ValueError(f"unknown init {init!r}; expected one of 'kmeans++', 'random'")
