@@ -48,7 +48,9 @@ def _quiet():
 
 
 def _dataset(variables: Mapping[str, tuple[Sequence[str], Any]], attrs=None) -> xr.Dataset:
-    data_vars = {name: (tuple(dims), np.asarray(value)) for name, (dims, value) in variables.items()}
+    data_vars = {
+        name: (tuple(dims), np.asarray(value)) for name, (dims, value) in variables.items()
+    }
     return xr.Dataset(data_vars, attrs=dict(attrs or {}))
 
 
