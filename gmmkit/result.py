@@ -49,6 +49,12 @@ class Posterior(Protocol):
     def point_estimates(self) -> dict[str, np.ndarray]:
         """Posterior means of ``weights`` (K,), ``means`` (K, D) and ``covariances``."""
 
+    # Variational posteriors (not point estimates, not sampler draws) also provide
+    #     log_importance_weights(x, n_draws, rng) -> ndarray (n_draws,)
+    # returning log p(x, theta_s) - log q(theta_s) for theta_s ~ q, with the assignments
+    # summed out and every constant kept; the comparison layer uses it for PSIS k-hat
+    # (Yao et al. 2018) and importance-sampling evidence estimates.
+
 
 def _readonly(value: Any) -> Any:
     if isinstance(value, np.ndarray):
