@@ -48,7 +48,6 @@ def main() -> None:
     out = np.empty_like(block)
     exp_ms = best_ms(lambda: np.exp(block), args.repeat)
     exp_out_ms = best_ms(lambda: np.exp(block, out=out), args.repeat)
-    del block, out
 
     tracemalloc.start()
     cavi.elbo(model, n, cavi.step(model, x, state))
@@ -57,7 +56,8 @@ def main() -> None:
     nk_bytes = n * k * 8
 
     print(f"CAVI iteration, N={n:,}, K={k}: {iteration_ms:8.2f} ms")
-    print(f"np.exp on an (N, K) array:        {exp_ms:8.2f} ms  (ratio {iteration_ms / exp_ms:.2f})")
+    print(f"np.exp on an (N, K) array:        {exp_ms:8.2f} ms  "
+          f"(ratio {iteration_ms / exp_ms:.2f})")
     print(f"np.exp into a preallocated array: {exp_out_ms:8.2f} ms  "
           f"(ratio {iteration_ms / exp_out_ms:.2f})")
     print(f"peak memory of one iteration:     {peak / 2**20:8.2f} MiB "
