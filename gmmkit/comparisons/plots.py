@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from gmmkit.result import Fit
 
-__all__ = ["plot_elbo_traces", "plot_fit_1d"]
+__all__ = ["plot_elbo_traces", "plot_fit", "plot_fit_1d", "plot_fit_2d", "plot_fit_3d"]
 
 
 def plot_elbo_traces(fits: Mapping[str, Fit], log_evidence: float | None = None) -> Figure:
@@ -57,4 +57,89 @@ def plot_fit_1d(
     ax.set_xlabel("x")
     ax.set_ylabel("density")
     ax.legend()
+    return fig
+
+
+def plot_fit(x: np.ndarray, fits: Mapping[str, Fit], truth=None) -> Figure:
+    """The data with each fit drawn on it, in the form that suits the dimension.
+
+    1-D: :func:`plot_fit_1d`; 2-D: :func:`plot_fit_2d`; 3-D and more: :func:`plot_fit_3d`.
+    ``truth`` is a 1-D density callable, or an object with ``means``/``covariances``
+    (for example :class:`gmmkit.models.base.MixtureData`) in 2-D.
+    """
+    x = np.asarray(x, dtype=float)
+    n_features = 1 if x.ndim == 1 else x.shape[1]
+    if n_features == 1:
+        return plot_fit_1d(x.ravel(), fits, truth if callable(truth) else None)
+    if n_features == 2:
+        return plot_fit_2d(x, fits, truth)
+    return plot_fit_3d(x, fits)
+
+
+def _ellipse_path(mean: np.ndarray, cov: np.ndarray, n_sd: float) -> np.ndarray:
+    """Points on the ``n_sd`` contour of N(mean, cov), shape (100, 2)."""
+    angle = np.linspace(0.0, 2.0 * np.pi, 100)
+    circle = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    # The Cholesky factor maps the unit circle onto the covariance's contour.
+    return mean + n_sd * circle @ np.linalg.cholesky(cov).T
+
+
+def plot_fit_2d(x: np.ndarray, fits: Mapping[str, Fit], truth=None,
+                weight_threshold: float = 0.01) -> Figure:
+    """Scatter of 2-D data, coloured by the first fit's labels, with 1- and 2-sd
+    covariance ellipses of every component (weight above ``weight_threshold``) per fit."""
+    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    first = next(iter(fits.values()), None)
+    colours = first.predict(x) if first is not None else "0.5"
+    ax.scatter(x[:, 0], x[:, 1], c=colours, s=8, cmap="tab10", alpha=0.6, linewidths=0)
+    cycle = ["C3", "C0", "C2", "C1", "C4", "C5", "C6"]
+    for index, (name, fit) in enumerate(fits.items()):
+        colour = cycle[index % len(cycle)]
+        for weight, mean, cov in zip(fit.weights, fit.means, fit.covariances, strict=True):
+            if weight < weight_threshold:
+                continue
+            for n_sd, style in ((1.0, "-"), (2.0, ":")):
+                path = _ellipse_path(mean, cov, n_sd)
+                ax.plot(path[:, 0], path[:, 1], style, color=colour, lw=1.3)
+            ax.plot(*mean, "+", color=colour, ms=10, mew=2)
+        ax.plot([], [], "-", color=colour, label=name)
+    if truth is not None and getattr(truth, "covariances", None) is not None:
+        for mean, cov in zip(truth.means, truth.covariances, strict=True):
+            path = _ellipse_path(np.asarray(mean), np.asarray(cov), 2.0)
+            ax.plot(path[:, 0], path[:, 1], "k--", lw=1)
+        ax.plot([], [], "k--", label="truth (2 sd)")
+    ax.set_xlabel("feature 0")
+    ax.set_ylabel("feature 1")
+    ax.legend(loc="best")
+    return fig
+
+
+def plot_fit_3d(x: np.ndarray, fits: Mapping[str, Fit], max_pairs: int = 4) -> Figure:
+    """A 3-D scatter of the first three features coloured by the first fit's labels,
+    beside a pairs plot of the first ``max_pairs`` features with the fitted means."""
+    n_pairs = min(x.shape[1], max_pairs)
+    fig = Figure(figsize=(6 + 2.2 * n_pairs, 6), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])
+    first = next(iter(fits.values()), None)
+    labels = first.predict(x) if first is not None else np.zeros(x.shape[0], dtype=int)
+    ax3d = left.add_subplot(projection="3d")
+    ax3d.scatter(x[:, 0], x[:, 1], x[:, 2], c=labels, cmap="tab10", s=6)
+    ax3d.set_xlabel("feature 0")
+    ax3d.set_ylabel("feature 1")
+    ax3d.set_zlabel("feature 2")
+    axes = right.subplots(n_pairs, n_pairs, squeeze=False)
+    for i in range(n_pairs):
+        for j in range(n_pairs):
+            ax = axes[i, j]
+            if i == j:
+                ax.hist(x[:, i], bins=30, color="0.7")
+            else:
+                ax.scatter(x[:, j], x[:, i], c=labels, cmap="tab10", s=3)
+                for index, fit in enumerate(fits.values()):
+                    ax.plot(fit.means[:, j], fit.means[:, i], "x", color=f"C{index}", ms=6)
+            if i == n_pairs - 1:
+                ax.set_xlabel(f"feature {j}")
+            if j == 0:
+                ax.set_ylabel(f"feature {i}")
     return fig

@@ -1,0 +1,199 @@
+"""The ``gmmkit`` command line: real subprocess runs, every bad-input case, --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gmmkit import datasets
+from gmmkit.cli import cli
+
+FAITHFUL = str(datasets.old_faithful_path())
+
+
+def run_gmmkit(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The installed program, in a fresh interpreter, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "gmmkit", *args], cwd=cwd, capture_output=True, text=True,
+        input=stdin, timeout=300,
+    )
+
+
+def read_csv_matrix(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def assert_fit_directory(out: Path, n_points: int, n_components: int) -> dict:
+    """The files of ``Fit.save`` plus the two figures exist and parse."""
+    for name in ("responsibilities.csv", "params.json", "elbo_trace.csv", "idata.nc",
+                 "trace.png", "fit.png"):
+        assert (out / name).is_file(), name
+        assert (out / name).stat().st_size > 0, name
+    resp = read_csv_matrix(out / "responsibilities.csv")
+    assert resp.shape == (n_points, n_components)
+    # Rows are probabilities: written with 10 significant digits, so they sum to 1 within
+    # K rounding errors of 5e-11 each.
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, atol=n_components * 5e-10)
+    trace = read_csv_matrix(out / "elbo_trace.csv")
+    assert trace.shape[0] >= 2 and np.isfinite(trace[:, 1]).all()
+    from gmmkit._arviz import from_netcdf
+
+    idata = from_netcdf(out / "idata.nc")
+    assert "posterior" in idata.groups() and "log_likelihood" in idata.groups()
+    return json.loads((out / "params.json").read_text())
+
+
+# ---------------------------------------------------------------- real subprocess runs
+def test_fit_old_faithful_subprocess(tmp_path):
+    out = tmp_path / "faithful"
+    proc = run_gmmkit(
+        "fit", FAITHFUL, "--standardize", "-k", "6", "--alpha0", "1e-3", "--seed", "1",
+        "--out", str(out), cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    params = assert_fit_directory(out, 272, 6)
+    q = params["variational_params"]
+    assert set(q) == {"alpha", "beta", "m", "W", "nu"}
+    assert np.asarray(q["m"]).shape == (6, 2)
+    assert np.asarray(q["W"]).shape == (6, 2, 2)
+    # Bishop's Fig. 10.6: two components survive with alpha0 = 1e-3.
+    weights = np.asarray(params["weights"])
+    assert np.sum(weights > 0.01) == 2
+    assert "ELBO" in proc.stdout
+
+
+def test_fit_whitespace_3d_subprocess(tmp_path):
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 6.0, 6.0]])
+    X = centres[rng.integers(3, size=150)] + rng.normal(size=(150, 3))
+    np.savetxt(tmp_path / "x.txt", X)  # whitespace-delimited, no header, like the seed's x.csv
+    out = tmp_path / "x-vb"
+    proc = run_gmmkit("fit", "x.txt", "-k", "3", "--out", str(out), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    params = assert_fit_directory(out, 150, 3)
+    assert np.asarray(params["variational_params"]["m"]).shape == (3, 3)
+    assert sorted(np.round(np.asarray(params["weights"]) * 150).astype(int).tolist()) == sorted(
+        np.bincount(np.argmin(((X[:, None] - centres) ** 2).sum(-1), axis=1)).tolist()
+    )
+
+
+def test_fit_from_stdin_subprocess(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-4, 1, 60), rng.normal(4, 1, 60)])
+    text = "x\n" + "\n".join(f"{v:.6f}" for v in x)
+    out = tmp_path / "stdin-fit"
+    proc = run_gmmkit(
+        "fit", "-", "--model", "univariate", "-k", "2", "--out", str(out), "--quiet",
+        cwd=tmp_path, stdin=text,
+    )
+    assert proc.returncode == 0, proc.stderr
+    params = assert_fit_directory(out, 120, 2)
+    np.testing.assert_allclose(np.sort(np.ravel(params["means"])), [-4, 4], atol=0.5)
+
+
+def test_fit_gmm_em_npy(tmp_path):
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(-3, 1, (80, 2)), rng.normal(3, 1, (80, 2))])
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "em"
+    result = CliRunner().invoke(
+        cli, ["fit", str(tmp_path / "x.npy"), "--model", "gmm", "-k", "2", "--n-init", "2",
+              "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    params = assert_fit_directory(out, 160, 2)
+    assert params["method"] == "em"
+    trace = np.loadtxt(out / "elbo_trace.csv", delimiter=",", skiprows=1, ndmin=2)
+    header = (out / "elbo_trace.csv").read_text().splitlines()[0].split(",")
+    assert "log_likelihood" in header and "kl" in header
+    # EM never lowers the log-likelihood (slack: a few ulps of its magnitude).
+    loglik = trace[:, header.index("log_likelihood")]
+    assert np.all(np.diff(loglik) >= -1e-9 * np.abs(loglik[1:]))
+
+
+# ---------------------------------------------------------------- bad input: exit 2
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "text.csv").write_text("a,b\n1,2\n3,oops\n5,6\n")
+    (tmp_path / "missing.csv").write_text("a,b\n1,2\n3,\nNA,6\n7,8\n")
+    (tmp_path / "good.csv").write_text("a,b\n1,2\n3,4\n5,7\n")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("user data")
+    return tmp_path
+
+
+BAD_INPUT = [
+    pytest.param(["fit", "{d}/nope.csv"], "does not exist", id="missing-file"),
+    pytest.param(["fit", "{d}/empty.csv"], "is empty", id="empty-file"),
+    pytest.param(["fit", "{d}/text.csv"], r"non-numeric value 'oops' in row 2.*column 'b'",
+                 id="non-numeric-cell"),
+    pytest.param(["fit", "{d}/missing.csv"], r"2 missing value\(s\); the first is in row 2.*'b'",
+                 id="missing-values"),
+    pytest.param(["fit", "{d}/good.csv", "--columns", "a,zz"], "column 'zz' is not in",
+                 id="absent-column"),
+    pytest.param(["fit", "{d}/good.csv", "-k", "5"], "at least 5 points, got 3", id="k-above-n"),
+    pytest.param(["fit", "{d}/good.csv", "--method", "gibbs"], "'gibbs' is not one of",
+                 id="unknown-method"),
+    pytest.param(["fit", "{d}/good.csv", "--model", "dpgmm"], "'dpgmm' is not one of",
+                 id="unknown-model"),
+    pytest.param(["fit", "{d}/good.csv", "--model", "gmm", "--method", "nuts"],
+                 "method 'nuts' does not apply to GaussianMixture", id="method-not-for-model"),
+    pytest.param(["fit", "{d}/good.csv", "--out", "{d}/busy"], "exists and is not empty",
+                 id="busy-output"),
+    pytest.param(["fit", "{d}/good.csv", "--alpha0", "-1"], "alpha0", id="bad-prior"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_exit_2_and_nothing_written(files, args, message):
+    out = files / "out"
+    args = [a.format(d=files) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    before = sorted(p.name for p in files.iterdir())
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    import re
+
+    assert re.search(message, result.output), result.output
+    # Nothing written: no output directory, no temporary directory left behind, and the
+    # busy directory untouched.
+    assert sorted(p.name for p in files.iterdir()) == before
+    assert (files / "busy" / "keep.txt").read_text() == "user data"
+
+
+def test_bad_input_subprocess_one_line(tmp_path):
+    proc = run_gmmkit("fit", "nope.csv", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "nope.csv" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_directory(files):
+    busy = files / "busy"
+    result = CliRunner().invoke(
+        cli, ["fit", str(files / "good.csv"), "--model", "gmm", "-k", "1", "--out", str(busy),
+              "--force", "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    assert not (busy / "keep.txt").exists() and (busy / "params.json").is_file()
+
+
+@pytest.mark.parametrize("command", [[], ["fit"], ["demo"], ["compare"], ["sweep"]],
+                         ids=lambda c: " ".join(c) or "gmmkit")
+def test_help_runs_for_every_command(command):
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    if command:
+        assert "Examples:" in result.output
