@@ -5,9 +5,23 @@ Fit a model with :func:`fit`; every method returns the same immutable :class:`Fi
 
 from gmmkit import datasets
 from gmmkit.api import fit
-from gmmkit.models import MixtureData, UnivariateGMM
+from gmmkit.comparisons import Comparison, align, compare, plot_sweep, sweep
+from gmmkit.models import GaussianMixture, MixtureData, UnivariateGMM
 from gmmkit.result import Fit
 
 __version__ = "0.1.0"
 
-__all__ = ["Fit", "MixtureData", "UnivariateGMM", "__version__", "datasets", "fit"]
+__all__ = [
+    "Comparison",
+    "Fit",
+    "GaussianMixture",
+    "MixtureData",
+    "UnivariateGMM",
+    "__version__",
+    "align",
+    "compare",
+    "datasets",
+    "fit",
+    "plot_sweep",
+    "sweep",
+]

@@ -116,6 +116,9 @@ def make_inference_data(
             observation=coords["observation"],
         )
         idata.log_likelihood = xr.Dataset({"x": ll}, attrs=dict(attrs or {}))
+        # from_dict keeps its own provenance attrs on the posterior and drops ours; the
+        # posterior group must say which method (and whether a point estimate) it holds.
+        idata.posterior.attrs.update(dict(attrs or {}))
         if fit_variables:
             group = _dataset(fit_variables, attrs)
             if n_components is not None and "component" in group.dims:
@@ -156,3 +159,76 @@ def rhat(idata: az.InferenceData) -> xr.Dataset:
 def ess(idata: az.InferenceData, method: str = "bulk") -> xr.Dataset:
     """Bulk or tail effective sample size of every posterior variable."""
     return az.ess(idata, method=method)
+
+
+# ---------------------------------------------------------------------- comparison layer
+def psislw(log_weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed log importance weights and the Pareto shape k-hat.
+
+    ``log_weights`` has shape (S,); the smoothed weights are returned on the original
+    scale (not normalised), so ``logsumexp(smoothed) - log S`` estimates log E_q[w].
+    """
+    with _quiet():
+        smoothed, khat = az.psislw(np.array(log_weights, dtype=float), normalize=False)
+    return np.asarray(smoothed), float(np.asarray(khat))
+
+
+def summaries_side_by_side(idatas: Mapping[str, az.InferenceData], **kwargs: Any):
+    """``az.summary`` of every InferenceData, concatenated with an outer ``fit`` index."""
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        # a point estimate is one draw: its sd is undefined (NaN), which is the answer
+        warnings.filterwarnings("ignore", message=".*[Dd]egrees of freedom.*")
+        warnings.filterwarnings("ignore", message=".*invalid value encountered.*")
+        frames = {name: summary(idata, **kwargs) for name, idata in idatas.items()}
+    return pd.concat(frames, names=["fit", "parameter"])
+
+
+@contextmanager
+def _quiet_plots():
+    # ArviZ 0.2x calls a matplotlib API deprecated in 3.11; not actionable for users.
+    with _quiet(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*alias_mapping.*")
+        yield
+
+
+def plot_forest(idatas: Mapping[str, az.InferenceData], *, var_names=None, ax=None, **kwargs):
+    """``az.plot_forest`` of several fits with ``model_names``; returns the axes."""
+    with _quiet_plots():
+        return az.plot_forest(
+            list(idatas.values()), model_names=list(idatas), var_names=var_names,
+            combined=True, ax=ax, show=False, **kwargs,
+        )
+
+
+def plot_trace(idata: az.InferenceData, *, var_names=None, axes=None, **kwargs):
+    """``az.plot_trace`` (density and trace per variable); returns the axes array."""
+    with _quiet_plots():
+        return az.plot_trace(idata, var_names=var_names, axes=axes, show=False, **kwargs)
+
+
+# ---------------------------------------------------------------------- PyMC samplers
+def sampler_diagnostics(idata: az.InferenceData, var_names: Sequence[str]) -> dict[str, Any]:
+    """Worst r-hat, bulk/tail ESS and the number of divergences of a sampler's output."""
+    with _quiet():
+        rhat_ds = az.rhat(idata, var_names=list(var_names))
+        bulk = az.ess(idata, var_names=list(var_names), method="bulk")
+        tail = az.ess(idata, var_names=list(var_names), method="tail")
+
+    def worst(ds, fn):
+        values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
+        return float(fn(values)) if values.size else float("nan")
+
+    diverging = 0
+    if hasattr(idata, "sample_stats") and "diverging" in idata.sample_stats:
+        diverging = int(np.asarray(idata.sample_stats["diverging"].values).sum())
+    return {
+        "rhat": {v: np.asarray(rhat_ds[v].values) for v in rhat_ds.data_vars},
+        "ess_bulk": {v: np.asarray(bulk[v].values) for v in bulk.data_vars},
+        "ess_tail": {v: np.asarray(tail[v].values) for v in tail.data_vars},
+        "rhat_max": worst(rhat_ds, np.max),
+        "ess_bulk_min": worst(bulk, np.min),
+        "ess_tail_min": worst(tail, np.min),
+        "divergences": diverging,
+    }

@@ -31,7 +31,8 @@ def plot_elbo_traces(fits: Mapping[str, Fit], log_evidence: float | None = None)
         if log_evidence is not None and np.isfinite(log_evidence):
             ax.axhline(log_evidence, color="k", ls="--", lw=1, label="log evidence")
         ax.set_ylabel("ELBO (nats)")
-        ax.legend(loc="lower right")
+        if ax.lines:
+            ax.legend(loc="lower right")
     ax_iter.set_xlabel("iteration")
     ax_time.set_xlabel("wall time (s)")
     ax_time.set_xscale("symlog", linthresh=1e-3)

@@ -1,0 +1,462 @@
+"""Label alignment: make component k mean the same cluster in every fit.
+
+A mixture posterior is invariant to relabelling the components, so two fits of the same
+data (or two draws of one sampler) may call the same cluster by different indices.
+:func:`align` returns a new :class:`~gmmkit.result.Fit` whose components are reordered to
+match a reference:
+
+* parametric posteriors (point estimates, closed-form variational families) get one
+  permutation, the minimum-cost matching of the component means
+  (``scipy.optimize.linear_sum_assignment``);
+* posteriors that store draws (NUTS, SMC, ADVI through PyMC) are relabelled draw by draw
+  against a pivot, the reference's point-estimate means (pivotal reordering, Marin,
+  Mengersen & Robert 2005, section 4.2), so that summaries of label-switched chains mean
+  something; chains whose draws needed different labellings are flagged in
+  ``fit.diagnostics["label_switching"]``.
+
+The input fit is never modified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.special import logsumexp
+
+from gmmkit.result import Fit
+
+__all__ = [
+    "PermutedPosterior",
+    "RelabelledDrawsPosterior",
+    "align",
+    "matching_permutation",
+    "reference_means",
+    "relabel_permutations",
+    "self_pivot",
+]
+
+_LOG_2PI = np.log(2 * np.pi)
+#: Up to this K, per-draw relabelling enumerates all K! permutations in one vectorised
+#: pass; above it, one linear_sum_assignment per draw.
+_ENUMERATE_MAX_K = 5
+#: Draws per block when per-draw responsibilities are averaged (bounds the memory).
+_DRAW_BLOCK = 64
+
+
+# ----------------------------------------------------------------------------- helpers
+def reference_means(reference: Any, *, name: str = "to") -> np.ndarray:
+    """Component means of ``reference`` as an array of shape (K, D).
+
+    ``reference`` is a :class:`Fit`, an object with a ``means`` attribute (for example
+    :class:`gmmkit.models.base.MixtureData`), a mapping with a ``"means"`` key, or an
+    array of shape (K,) or (K, D).
+    """
+    if isinstance(reference, Fit):
+        means = reference.means
+    elif isinstance(reference, Mapping):
+        if "means" not in reference:
+            raise ValueError(f"{name} must hold 'means', got keys {sorted(reference)}")
+        means = reference["means"]
+    elif hasattr(reference, "means"):
+        means = reference.means
+    else:
+        means = reference
+    try:
+        means = np.asarray(means, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a Fit, MixtureData, a dict with 'means' or an array of means, "
+            f"got {type(reference).__name__}"
+        ) from None
+    if means.ndim == 1:
+        means = means[:, None]
+    if means.ndim != 2 or not np.all(np.isfinite(means)):
+        raise ValueError(
+            f"{name} means must be a finite array of shape (K,) or (K, D), got shape "
+            f"{means.shape}"
+        )
+    return means
+
+
+def _feature_scale(data: np.ndarray) -> np.ndarray:
+    """Per-feature sd of the data, so that distances do not depend on the units."""
+    data = np.asarray(data, dtype=float)
+    data = data[:, None] if data.ndim == 1 else data
+    scale = data.std(axis=0)
+    return np.where(scale > 0, scale, 1.0)
+
+
+def matching_permutation(
+    means: np.ndarray, target: np.ndarray, scale: np.ndarray | None = None
+) -> np.ndarray:
+    """``perm`` such that ``means[perm]`` is the minimum-cost matching to ``target``.
+
+    Cost: squared Euclidean distance between means, each feature divided by ``scale``.
+    ``perm[k]`` is the component of ``means`` that becomes component k.
+    """
+    means = reference_means(means, name="means")
+    target = reference_means(target, name="target")
+    scale = np.ones(means.shape[1]) if scale is None else np.asarray(scale, dtype=float)
+    cost = (((target[:, None, :] - means[None, :, :]) / scale) ** 2).sum(axis=-1)
+    _, perm = linear_sum_assignment(cost)  # rows are the target, returned in order 0..K-1
+    return perm.astype(np.intp)
+
+
+def _component_axes(model: Any) -> dict[str, int]:
+    """Axis of the ``component`` dimension in every canonical draw (after chain, draw)."""
+    dims = getattr(model, "parameter_dims", {}) or {}
+    return {
+        name: 2 + list(d).index("component") for name, d in dims.items() if "component" in d
+    }
+
+
+def _take_components(value: np.ndarray, perm: np.ndarray, axis: int) -> np.ndarray:
+    return np.take(np.asarray(value), perm, axis=axis)
+
+
+#: Draws requested from a sampler-style posterior that does not expose ``draws``.
+_FALLBACK_DRAWS = 1000
+
+
+#: Methods whose posterior is a fixed set of draws (sampler output or ADVI draws).
+SAMPLER_METHODS = ("nuts", "smc", "advi", "fullrank_advi")
+
+
+def stored_draws(posterior: Any, method: str | None = None) -> Mapping[str, np.ndarray] | None:
+    """The draws of a draws-based posterior, else None (parametric or point estimate).
+
+    ``posterior.draws`` when it exists; otherwise the posterior of a PyMC method (or any
+    posterior that is neither a point estimate nor a variational family with
+    ``log_importance_weights``) is taken to store its draws, which ``posterior.draw``
+    returns.
+    """
+    if getattr(posterior, "is_point_estimate", False):
+        return None
+    draws = getattr(posterior, "draws", None)
+    if isinstance(draws, Mapping) and draws:
+        return draws
+    variational = callable(getattr(posterior, "log_importance_weights", None))
+    if method not in SAMPLER_METHODS and variational:
+        return None
+    draws = posterior.draw(_FALLBACK_DRAWS, np.random.default_rng(0))
+    return draws if isinstance(draws, Mapping) and draws else None
+
+
+def _draw_means(draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Component means of every draw, shape (chain, draw, K, D)."""
+    if "means" in draws:
+        return np.asarray(draws["means"], dtype=float)
+    if "mu" in draws:
+        return np.asarray(draws["mu"], dtype=float)[..., None]
+    raise ValueError(
+        "cannot align draws without component means: expected a 'means' or 'mu' variable, "
+        f"got {sorted(draws)}"
+    )
+
+
+# ----------------------------------------------------------------------------- posteriors
+class PermutedPosterior:
+    """A posterior with its components reordered by one permutation.
+
+    Component k of this posterior is component ``perm[k]`` of ``base``.  Everything that
+    does not depend on the labels (predictive density, importance weights) is delegated to
+    ``base`` unchanged.
+    """
+
+    def __init__(self, base: Any, perm: np.ndarray, component_axes: Mapping[str, int]) -> None:
+        if isinstance(base, PermutedPosterior):  # compose instead of nesting wrappers
+            perm = base.perm[np.asarray(perm)]
+            base = base.base
+        self.base = base
+        self.perm = np.asarray(perm, dtype=np.intp)
+        self.component_axes = dict(component_axes)
+        self.n_components = base.n_components
+        self.is_point_estimate = base.is_point_estimate
+
+    def __getattr__(self, name: str) -> Any:
+        # Delegate optional protocol methods (log_importance_weights, model, ...).
+        if name.startswith("__") or name in {"base", "perm", "component_axes"}:
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
+        return self.base.log_responsibilities(x)[:, self.perm]
+
+    def log_predictive(self, x: np.ndarray) -> np.ndarray:
+        return self.base.log_predictive(x)
+
+    def draw(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        draws = self.base.draw(n_draws, rng)
+        return {
+            name: _take_components(value, self.perm, self.component_axes[name])
+            if name in self.component_axes else value
+            for name, value in draws.items()
+        }
+
+    def _permute_leading(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        k = self.n_components
+        return {
+            name: np.asarray(v)[self.perm] if np.ndim(v) >= 1 and np.shape(v)[0] == k
+            else np.asarray(v)
+            for name, v in values.items()
+        }
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self._permute_leading(self.base.params())
+
+    def point_estimates(self) -> dict[str, np.ndarray]:
+        return self._permute_leading(self.base.point_estimates())
+
+
+class RelabelledDrawsPosterior:
+    """A draws-based posterior whose every draw was relabelled against a pivot.
+
+    Parameters
+    ----------
+    base : Posterior
+        The original posterior (its ``draws`` are label-switched).
+    draws : dict of str to ndarray
+        The relabelled draws, each with leading (chain, draw) axes.
+    perms : ndarray, shape (chain, draw, K)
+        ``perms[c, s, k]`` is the original label of what is now component k in draw (c, s).
+    model : object
+        The fitted model; used to recompute responsibilities per relabelled draw.
+    """
+
+    def __init__(self, base: Any, draws: Mapping[str, np.ndarray], perms: np.ndarray,
+                 model: Any) -> None:
+        self.base = base
+        self.draws = {name: np.asarray(v) for name, v in draws.items()}
+        self.perms = np.asarray(perms, dtype=np.intp)
+        self.model = model
+        self.n_components = base.n_components
+        self.is_point_estimate = base.is_point_estimate
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in {"base", "draws", "perms", "model"}:
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def draw(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        # Sampler output: the stored (relabelled) draws, as the base posterior returns.
+        return {name: v.copy() for name, v in self.draws.items()}
+
+    def log_predictive(self, x: np.ndarray) -> np.ndarray:
+        return self.base.log_predictive(x)  # a sum over components: label-invariant
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: v.mean(axis=(0, 1)) for name, v in self.draws.items()}
+
+    def point_estimates(self) -> dict[str, np.ndarray]:
+        base = self.base.point_estimates()
+        out = {
+            "weights": np.asarray(base["weights"]),
+            "means": _draw_means(self.draws).mean(axis=(0, 1)),
+            "covariances": np.asarray(base["covariances"]),
+        }
+        for name in ("weights", "covariances"):
+            if name in self.draws:
+                out[name] = self.draws[name].mean(axis=(0, 1))
+        return out
+
+    def _per_draw_log_density(self, x: np.ndarray, draws: Mapping[str, np.ndarray]):
+        """log w_k + log N(x_i | theta_k) for a block of draws, shape (S, N, K), or None."""
+        if "mu" in draws and hasattr(self.model, "obs_sd"):
+            mu = draws["mu"]  # (S, K); equal weights 1/K, known noise sd
+            tau2 = float(self.model.obs_sd) ** 2
+            return (
+                -np.log(mu.shape[-1]) - 0.5 * (_LOG_2PI + np.log(tau2))
+                - 0.5 * (x[None, :, None] - mu[:, None, :]) ** 2 / tau2
+            )
+        if "means" in draws and "covariances" in draws:
+            from gmmkit.models._linalg import log_gaussian_prob, precision_cholesky
+
+            xx = x[:, None] if x.ndim == 1 else x
+            k = draws["means"].shape[1]
+            weights = draws.get("weights", np.full((draws["means"].shape[0], k), 1.0 / k))
+            out = np.empty((draws["means"].shape[0], xx.shape[0], k))
+            for s in range(out.shape[0]):  # loop over draws; points and components vectorised
+                prec_chol = precision_cholesky(draws["covariances"][s])
+                out[s] = np.log(weights[s]) + log_gaussian_prob(
+                    xx, draws["means"][s], prec_chol
+                )
+            return out
+        return None
+
+    def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
+        """log of the responsibilities averaged over the relabelled draws, shape (N, K)."""
+        flat = {
+            name: v.reshape((-1, *v.shape[2:])) for name, v in self.draws.items()
+        }
+        n_total = next(iter(flat.values())).shape[0]
+        log_sum = None
+        for start in range(0, n_total, _DRAW_BLOCK):
+            block = {name: v[start : start + _DRAW_BLOCK] for name, v in flat.items()}
+            dens = self._per_draw_log_density(np.asarray(x, dtype=float), block)
+            if dens is None:
+                # Unknown parameterisation: permute the base's columns by the most common
+                # per-draw labelling (exact when no draw switched).
+                return self.base.log_responsibilities(x)[:, _modal_permutation(self.perms)]
+            log_resp = dens - logsumexp(dens, axis=2, keepdims=True)
+            part = logsumexp(log_resp, axis=0)
+            log_sum = part if log_sum is None else np.logaddexp(log_sum, part)
+        out = log_sum - np.log(n_total)
+        return out - logsumexp(out, axis=1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- relabelling
+def _modal_permutation(perms: np.ndarray) -> np.ndarray:
+    flat = perms.reshape(-1, perms.shape[-1])
+    unique, counts = np.unique(flat, axis=0, return_counts=True)
+    return unique[np.argmax(counts)]
+
+
+def relabel_permutations(
+    draw_means: np.ndarray, pivot: np.ndarray, scale: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-draw permutations matching each draw's means to ``pivot``.
+
+    Parameters
+    ----------
+    draw_means : ndarray, shape (..., K, D)
+    pivot : ndarray, shape (K, D)
+    scale : ndarray, shape (D,), optional
+        Feature scales dividing the differences.
+
+    Returns
+    -------
+    perms : ndarray, shape (..., K)
+        ``perms[..., k]`` is the draw's component that becomes component k.
+    """
+    draw_means = np.asarray(draw_means, dtype=float)
+    batch, (k, d) = draw_means.shape[:-2], draw_means.shape[-2:]
+    scale = np.ones(d) if scale is None else np.asarray(scale, dtype=float)
+    flat = draw_means.reshape(-1, k, d) / scale
+    target = np.asarray(pivot, dtype=float) / scale
+    # cost[s, j, k] = || draw component j - pivot component k ||^2
+    cost = ((flat[:, :, None, :] - target[None, None, :, :]) ** 2).sum(axis=-1)
+    if k <= _ENUMERATE_MAX_K:
+        candidates = np.array(list(itertools.permutations(range(k))), dtype=np.intp)  # (P, K)
+        totals = cost[:, candidates, np.arange(k)].sum(axis=-1)  # (S, P)
+        # Prefer the identity on exact ties (argmin returns the first, and the identity is
+        # the first permutation itertools yields).
+        perms = candidates[np.argmin(totals, axis=1)]
+    else:
+        perms = np.empty((flat.shape[0], k), dtype=np.intp)
+        for s in range(flat.shape[0]):  # one small assignment problem per draw
+            _, perms[s] = linear_sum_assignment(cost[s].T)
+    return perms.reshape((*batch, k))
+
+
+def _relabel_draws(draws: Mapping[str, np.ndarray], perms: np.ndarray,
+                   component_axes: Mapping[str, int]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, value in draws.items():
+        value = np.asarray(value)
+        axis = component_axes.get(name)
+        if axis is None:
+            out[name] = value.copy()
+            continue
+        moved = np.moveaxis(value, axis, 2)  # (chain, draw, K, ...)
+        index = perms.reshape(perms.shape + (1,) * (moved.ndim - 3))
+        out[name] = np.moveaxis(np.take_along_axis(moved, index, axis=2), 2, axis)
+    return out
+
+
+# ----------------------------------------------------------------------------- align
+def self_pivot(fit: Fit, n_rounds: int = 10) -> np.ndarray:
+    """A label-consistent pivot for a fit's own draws, shape (K, D).
+
+    The average of label-switched draws is meaningless, so start from the last draw of
+    the first chain and alternate relabelling every draw against the pivot with
+    re-averaging the relabelled means (Stephens 2000, Algorithm 2, with squared distance
+    as the loss) until the labelling stops changing.
+    """
+    draws = stored_draws(fit.posterior, fit.method)
+    own = reference_means(fit.means, name="fit")
+    if draws is None or fit.posterior.is_point_estimate:
+        return own
+    means = _draw_means(draws)
+    scale = _feature_scale(fit.data)
+    pivot = means[0, -1]
+    previous = None
+    for _ in range(n_rounds):
+        perms = relabel_permutations(means, pivot, scale)
+        if previous is not None and np.array_equal(perms, previous):
+            break
+        relabelled = np.take_along_axis(means, perms[..., None], axis=2)
+        pivot, previous = relabelled.mean(axis=(0, 1)), perms
+    return pivot
+
+
+def align(fit: Fit, to: Any = None) -> Fit:
+    """Relabel the components of ``fit`` to match the reference ``to``.
+
+    Parameters
+    ----------
+    fit : Fit
+        Any fit; it is not modified.
+    to : Fit, MixtureData, dict with "means", array of shape (K,) or (K, D), or None
+        The reference; its (point-estimate) means are the pivot.  None relabels a
+        draws-based fit against its own label-consistent pivot (:func:`self_pivot`),
+        and leaves a parametric fit's labels as they are; ``to=fit`` does the same.
+
+    Returns
+    -------
+    Fit
+        A new fit whose posterior, point estimates, draws and responsibilities use the
+        reference's labels.  For draws-based posteriors, ``diagnostics`` gains
+        ``"label_switching"`` ({chain: fraction of its draws whose labelling differs from
+        the chain's most common one}), ``"relabelled_fraction"`` ({chain: fraction of draws
+        that were permuted}) and ``"switched_chains"`` (chains with any switch).
+
+    Raises
+    ------
+    ValueError
+        If ``fit`` is not a Fit, or the reference has a different number of components
+        or features.
+    """
+    if not isinstance(fit, Fit):
+        raise ValueError(f"fit must be a gmmkit Fit, got {type(fit).__name__}")
+    # A fit's own point-estimate means average over any label switches, so aligning a
+    # fit to itself uses its label-consistent pivot instead.
+    pivot = self_pivot(fit) if to is None or to is fit else reference_means(to)
+    own = reference_means(fit.means, name="fit")
+    if pivot.shape != own.shape:
+        raise ValueError(
+            f"to must have {own.shape[0]} components with {own.shape[1]} feature(s) like "
+            f"the fit, got means of shape {pivot.shape}"
+        )
+    scale = _feature_scale(fit.data)
+    axes = _component_axes(fit.model)
+    draws = stored_draws(fit.posterior, fit.method)
+    if draws is None:
+        perm = matching_permutation(own, pivot, scale)
+        posterior = PermutedPosterior(fit.posterior, perm, axes)
+        responsibilities = np.asarray(fit.responsibilities)[:, perm]
+        return dataclasses.replace(fit, posterior=posterior, responsibilities=responsibilities)
+
+    perms = relabel_permutations(_draw_means(draws), pivot, scale)  # (chain, draw, K)
+    relabelled = _relabel_draws(draws, perms, axes)
+    posterior = RelabelledDrawsPosterior(fit.posterior, relabelled, perms, fit.model)
+    identity = np.arange(perms.shape[-1])
+    switched, relabelled_fraction = {}, {}
+    for chain in range(perms.shape[0]):
+        modal = _modal_permutation(perms[chain])
+        switched[chain] = float(np.mean(np.any(perms[chain] != modal, axis=-1)))
+        relabelled_fraction[chain] = float(np.mean(np.any(perms[chain] != identity, axis=-1)))
+    diagnostics = {
+        **dict(fit.diagnostics),
+        "label_switching": switched,
+        "relabelled_fraction": relabelled_fraction,
+        "switched_chains": tuple(c for c, f in switched.items() if f > 0),
+    }
+    responsibilities = np.exp(posterior.log_responsibilities(np.asarray(fit.data)))
+    return dataclasses.replace(
+        fit, posterior=posterior, responsibilities=responsibilities, diagnostics=diagnostics
+    )

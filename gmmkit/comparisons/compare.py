@@ -1,0 +1,664 @@
+"""``gmmkit.compare``: do several fits of one data set agree, and which one to believe?
+
+:func:`compare` aligns the labels of every fit to a reference (NUTS by default), then
+builds one table with the ELBO, the evidence and the gap between them, the PSIS k-hat of
+every variational fit, the agreement of every fit with the reference and, when the truth
+is known, the error against it.  The returned :class:`Comparison` also draws the standard
+figures and writes everything to a directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import adjusted_rand_score
+
+from gmmkit import _arviz
+from gmmkit._io import atomic_directory
+from gmmkit._validation import check_choice, check_int
+from gmmkit.comparisons import plots
+from gmmkit.comparisons.align import (
+    _draw_means,
+    align,
+    matching_permutation,
+    reference_means,
+)
+from gmmkit.comparisons.diagnostics import (
+    KHAT_THRESHOLD,
+    PsisResult,
+    has_importance_weights,
+    psis_diagnostics,
+)
+from gmmkit.result import Fit
+
+__all__ = [
+    "TABLE_COLUMNS",
+    "TRUTH_COLUMNS",
+    "Comparison",
+    "agreement",
+    "compare",
+    "parameter_draws",
+    "truth_errors",
+    "wasserstein_gaussian",
+]
+
+#: The columns of ``Comparison.table``, in order (truth columns only with ``truth``).
+TABLE_COLUMNS = (
+    "method", "elbo", "elbo_se", "log_evidence", "log_evidence_se", "log_evidence_source",
+    "elbo_gap", "wall_s", "n_iter", "converged", "psis_khat", "trust_q",
+    "mean_shift_max", "mean_shift_mean", "sd_ratio_max", "sd_ratio_mean", "sd_ratio_min",
+    "w2_means", "ari",
+)
+TRUTH_COLUMNS = ("truth_mean_error", "truth_weight_error", "truth_cov_error", "truth_ari")
+
+
+# ----------------------------------------------------------------------------- metrics
+def parameter_draws(fit: Fit, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+    """Draws of every compared parameter, flattened to shape (S, P).
+
+    ``means`` always (from ``means`` or the univariate ``mu``); ``weights`` and the
+    distinct entries of ``covariances`` when the posterior draws them.
+    """
+    draws = fit.posterior.draw(n_draws, np.random.default_rng(seed))
+    out = {"means": _draw_means(draws).reshape(-1, fit.n_components * fit.means.shape[1])}
+    if "weights" in draws:
+        out["weights"] = np.asarray(draws["weights"]).reshape(out["means"].shape[0], -1)
+    if "covariances" in draws:
+        cov = np.asarray(draws["covariances"])
+        upper = np.triu_indices(cov.shape[-1])
+        out["covariances"] = cov[..., upper[0], upper[1]].reshape(out["means"].shape[0], -1)
+    return out
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a positive semi-definite matrix (singular allowed: a point
+    estimate has covariance 0), from its eigendecomposition with rounding clipped."""
+    values, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def wasserstein_gaussian(a: np.ndarray, b: np.ndarray) -> float:
+    """2-Wasserstein distance between Gaussian moment fits of two sets of draws.
+
+    ``a`` (S1, P) and ``b`` (S2, P); with means m and covariances C,
+    W2^2 = |m_a - m_b|^2 + tr(C_a + C_b - 2 (C_b^1/2 C_a C_b^1/2)^1/2)  (Givens & Shortt
+    1984).  A single draw (a point estimate) has C = 0.
+    """
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a = np.cov(a, rowvar=False, ddof=0).reshape(a.shape[1], a.shape[1])
+    cov_b = np.cov(b, rowvar=False, ddof=0).reshape(b.shape[1], b.shape[1])
+    root_b = _psd_sqrt(cov_b)
+    cross = _psd_sqrt(root_b @ cov_a @ root_b)
+    w2_sq = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * cross)
+    return float(np.sqrt(max(w2_sq, 0.0)))
+
+
+def agreement(
+    fit_draws: Mapping[str, np.ndarray], reference_draws: Mapping[str, np.ndarray]
+) -> dict[str, float]:
+    """Agreement of one fit's (aligned) draws with the reference's.
+
+    Per parameter p: shift_p = |mean_p - mean_ref_p| / sd_ref_p and ratio_p = sd_p /
+    sd_ref_p; reported as their max and mean over all parameters (NaN where the reference
+    has sd 0, i.e. is a point estimate), plus the 2-Wasserstein distance between Gaussian
+    moment fits of the component means (data units).
+    """
+    shifts, ratios = [], []
+    for name in ("means", "weights", "covariances"):
+        if name not in fit_draws or name not in reference_draws:
+            continue
+        ref = reference_draws[name]
+        sd_ref = ref.std(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shifts.append(np.abs(fit_draws[name].mean(axis=0) - ref.mean(axis=0)) / sd_ref)
+            ratios.append(fit_draws[name].std(axis=0) / sd_ref)
+    shift, ratio = np.concatenate(shifts), np.concatenate(ratios)
+    usable = np.isfinite(shift) & np.isfinite(ratio)
+    nan = float("nan")
+    return {
+        "mean_shift_max": float(shift[usable].max()) if usable.any() else nan,
+        "mean_shift_mean": float(shift[usable].mean()) if usable.any() else nan,
+        "sd_ratio_max": float(ratio[usable].max()) if usable.any() else nan,
+        "sd_ratio_mean": float(ratio[usable].mean()) if usable.any() else nan,
+        "sd_ratio_min": float(ratio[usable].min()) if usable.any() else nan,
+        "w2_means": wasserstein_gaussian(fit_draws["means"], reference_draws["means"]),
+    }
+
+
+def _truth_parts(truth: Any) -> dict[str, np.ndarray]:
+    """means (K, D) and, when known, weights, covariances and labels of ``truth``."""
+    get = truth.get if isinstance(truth, Mapping) else (lambda k: getattr(truth, k, None))
+    out = {"means": reference_means(truth, name="truth")}
+    for name in ("weights", "covariances", "labels"):
+        value = get(name)
+        if value is not None:
+            out[name] = np.asarray(value)
+    return out
+
+
+def truth_errors(fit: Fit, truth: Any) -> dict[str, float]:
+    """Mean absolute errors of the point estimates against ``truth`` after matching.
+
+    ``truth`` is a MixtureData or a dict with ``means`` and optional ``weights``,
+    ``covariances`` and ``labels``.  Returns ``truth_mean_error`` (over all K*D
+    entries), ``truth_weight_error``, ``truth_cov_error`` (over all entries) and
+    ``truth_ari`` (hard assignments against the true labels), NaN where unknown.
+    """
+    parts = _truth_parts(truth)
+    means = reference_means(fit.means, name="fit")
+    nan = float("nan")
+    out = dict.fromkeys(TRUTH_COLUMNS, nan)
+    if parts["means"].shape != means.shape:
+        # Different K: compare the matched components only.
+        from scipy.optimize import linear_sum_assignment
+
+        cost = ((parts["means"][:, None, :] - means[None, :, :]) ** 2).sum(-1)
+        rows, cols = linear_sum_assignment(cost)
+        out["truth_mean_error"] = float(np.abs(parts["means"][rows] - means[cols]).mean())
+    else:
+        perm = matching_permutation(means, parts["means"])
+        out["truth_mean_error"] = float(np.abs(means[perm] - parts["means"]).mean())
+        if "weights" in parts:
+            out["truth_weight_error"] = float(np.abs(fit.weights[perm] - parts["weights"]).mean())
+        if "covariances" in parts:
+            true_cov = parts["covariances"].reshape(fit.covariances.shape)
+            out["truth_cov_error"] = float(np.abs(fit.covariances[perm] - true_cov).mean())
+    labels = parts.get("labels")
+    if labels is not None and labels.shape[0] == fit.responsibilities.shape[0]:
+        out["truth_ari"] = float(
+            adjusted_rand_score(labels, np.argmax(fit.responsibilities, axis=1))
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- input checks
+def _named_fits(fits: Any) -> dict[str, Fit]:
+    if isinstance(fits, Fit):
+        fits = [fits]
+    if isinstance(fits, Mapping):
+        items = [(str(name), fit) for name, fit in fits.items()]
+    elif isinstance(fits, Sequence) and not isinstance(fits, str):
+        items, seen = [], {}
+        for fit in fits:
+            base = getattr(fit, "method", type(fit).__name__)
+            seen[base] = seen.get(base, 0) + 1
+            items.append((base if seen[base] == 1 else f"{base}-{seen[base]}", fit))
+    else:
+        raise ValueError(
+            f"fits must be a list of Fit or a dict of name to Fit, got {type(fits).__name__}"
+        )
+    if not items:
+        raise ValueError("fits must hold at least one Fit, got an empty collection")
+    for name, fit in items:
+        if not isinstance(fit, Fit):
+            raise ValueError(f"fits[{name!r}] must be a gmmkit Fit, got {type(fit).__name__}")
+    names = [name for name, _ in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"fit names must be unique, got {names}")
+    return dict(items)
+
+
+def _check_same_data(fits: Mapping[str, Fit]) -> None:
+    (first_name, first), *rest = fits.items()
+    for name, fit in rest:
+        a, b = np.asarray(first.data), np.asarray(fit.data)
+        if a.shape != b.shape or not np.array_equal(a, b):
+            raise ValueError(
+                f"all fits must be fitted to the same data, but fits[{name!r}] saw data of "
+                f"shape {b.shape} that differs from fits[{first_name!r}] (shape {a.shape})"
+            )
+
+
+def _default_reference(fits: Mapping[str, Fit]) -> str:
+    for method in ("nuts", "smc"):
+        for name, fit in fits.items():
+            if fit.method == method:
+                return name
+    return next(iter(fits))
+
+
+def _model_key(model: Any) -> str:
+    to_dict = getattr(model, "to_dict", None)
+    return repr(to_dict()) if callable(to_dict) else repr(model)
+
+
+# ----------------------------------------------------------------------------- compare
+def compare(
+    fits: Sequence[Fit] | Mapping[str, Fit],
+    reference: str | None = None,
+    truth: Any = None,
+    *,
+    align: str = "relabel",
+    n_draws: int = 1000,
+    psis_draws: int = 2000,
+    seed: int = 0,
+    exact_evidence: bool = True,
+) -> Comparison:
+    """Compare fits of one data set in one table, with aligned labels.
+
+    Parameters
+    ----------
+    fits : list of Fit or dict of str to Fit
+        Fits of the same data.  A list is named by ``fit.method`` ("cavi", "nuts", ...),
+        with "-2", "-3" appended to repeated methods.
+    reference : str, optional
+        Name of the fit the others are aligned to and measured against.  Defaults to the
+        NUTS fit when there is one, then SMC, then the first fit.
+    truth : MixtureData or dict, optional
+        True ``means`` (K,) or (K, D), and optionally ``weights``, ``covariances`` and
+        ``labels``; adds the ``truth_*`` columns.
+    align : {"relabel", "match"}
+        "relabel" (default) requires every fit to have the reference's K; "match" allows
+        different K and compares matched components only (agreement columns are then
+        NaN for fits whose K differs, the ARI is still computed).
+    n_draws : int
+        Draws from each variational posterior for the agreement metrics and summaries
+        (sampler fits use their stored draws).
+    psis_draws : int
+        Draws from q for PSIS k-hat and the importance-sampling evidence.
+    seed : int
+        Seed of every Monte Carlo step; the same for every fit, so identical fits give
+        identical metrics.
+    exact_evidence : bool
+        Try ``model.exact_log_evidence`` (enumeration; only tiny data sets).
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    ValueError
+        Empty input, a non-Fit, fits on different data, different K without
+        ``align="match"``, or a ``reference`` that is not among the fits.
+    """
+    named = _named_fits(fits)
+    check_choice("align", align, ("relabel", "match"))
+    n_draws = check_int("n_draws", n_draws, 1)
+    psis_draws = check_int("psis_draws", psis_draws, 10)
+    seed = check_int("seed", seed, 0)
+    _check_same_data(named)
+    if reference is None:
+        reference = _default_reference(named)
+    elif reference not in named:
+        raise ValueError(
+            f"reference must be the name of one of the fits ({', '.join(map(repr, named))}), "
+            f"got {reference!r}"
+        )
+    ref_fit = named[reference]
+    k_ref = ref_fit.n_components
+    different = {name: f.n_components for name, f in named.items() if f.n_components != k_ref}
+    if different and align != "match":
+        raise ValueError(
+            f"all fits must have the reference's K = {k_ref} components to be aligned, but "
+            f"{', '.join(f'{n!r} has K = {k}' for n, k in different.items())}; pass "
+            "align='match' to compare matched components only"
+        )
+
+    aligned_ref = _align(ref_fit, None)
+    aligned = {
+        name: aligned_ref if name == reference
+        else (fit if fit.n_components != k_ref else _align(fit, aligned_ref))
+        for name, fit in named.items()
+    }
+    psis = {}
+    for name, fit in named.items():
+        if has_importance_weights(fit):
+            try:
+                psis[name] = psis_diagnostics(fit, n_draws=psis_draws, seed=seed)
+            except ValueError:
+                continue  # a posterior that refuses importance weights: no k-hat
+    evidence = _evidence_by_model(named, psis, exact_evidence)
+    draws = {name: parameter_draws(fit, n_draws, seed) for name, fit in aligned.items()}
+    ref_labels = np.argmax(aligned_ref.responsibilities, axis=1)
+
+    rows = []
+    for name, fit in named.items():
+        value, se, source = evidence.get(_model_key(fit.model), (np.nan, np.nan, ""))
+        khat = psis[name].khat if name in psis else np.nan
+        row = {
+            "fit": name,
+            "method": fit.method,
+            "elbo": float(fit.elbo),
+            "elbo_se": float(fit.elbo_se) if np.isfinite(fit.elbo) else np.nan,
+            "log_evidence": value,
+            "log_evidence_se": se,
+            "log_evidence_source": source,
+            "elbo_gap": value - float(fit.elbo),
+            "wall_s": float(fit.elapsed_s),
+            "n_iter": int(fit.n_iter),
+            "converged": bool(fit.converged),
+            "psis_khat": khat,
+            "trust_q": "n/a" if not np.isfinite(khat)
+            else ("do not trust this q" if khat > KHAT_THRESHOLD else "ok"),
+        }
+        if fit.n_components == k_ref:
+            row.update(agreement(draws[name], draws[reference]))
+        else:
+            row.update(dict.fromkeys(TABLE_COLUMNS[12:18], np.nan))
+        row["ari"] = float(
+            adjusted_rand_score(ref_labels, np.argmax(aligned[name].responsibilities, axis=1))
+        )
+        if truth is not None:
+            row.update(truth_errors(aligned[name], truth))
+        rows.append(row)
+    columns = list(TABLE_COLUMNS) + (list(TRUTH_COLUMNS) if truth is not None else [])
+    table = pd.DataFrame(rows).set_index("fit")[columns]
+    return Comparison(
+        fits=named, aligned=aligned, reference=reference, truth=truth, table=table,
+        psis=psis, n_draws=n_draws, seed=seed,
+    )
+
+
+def _align(fit: Fit, to: Any) -> Fit:
+    return align(fit, to)
+
+
+def _evidence_by_model(
+    fits: Mapping[str, Fit], psis: Mapping[str, PsisResult], exact: bool
+) -> dict[str, tuple[float, float, str]]:
+    """The best available log evidence of every distinct model: exact enumeration, else
+    a fit that reports one (SMC), else the importance-sampling estimate of the variational
+    fit with the largest estimate among those with an acceptable k-hat."""
+    out: dict[str, tuple[float, float, str]] = {}
+    by_model: dict[str, list[str]] = {}
+    for name, fit in fits.items():
+        by_model.setdefault(_model_key(fit.model), []).append(name)
+    for key, names in by_model.items():
+        model, data = fits[names[0]].model, fits[names[0]].data
+        if exact and callable(getattr(model, "exact_log_evidence", None)):
+            try:
+                out[key] = (float(model.exact_log_evidence(data)), 0.0, "exact enumeration")
+                continue
+            except ValueError:
+                pass  # too many assignments to enumerate: fall through to estimates
+        reported = [n for n in names if np.isfinite(fits[n].log_evidence)]
+        if reported:
+            best = min(reported, key=lambda n: (fits[n].method != "smc", n))
+            fit = fits[best]
+            source = fit.log_evidence_source or fit.method
+            out[key] = (float(fit.log_evidence), float(fit.log_evidence_se),
+                        f"{best}: {source}")
+            continue
+        estimated = [n for n in names if n in psis and np.isfinite(psis[n].log_evidence)]
+        if estimated:
+            # Every importance-sampling estimate is biased low in log space (Jensen), and a
+            # q stuck in the wrong basin can have a small k-hat yet a hopeless estimate, so
+            # take the largest estimate, preferring those whose k-hat is acceptable.
+            trusted = [n for n in estimated if psis[n].khat <= KHAT_THRESHOLD] or estimated
+            best = max(trusted, key=lambda n: psis[n].log_evidence)
+            result = psis[best]
+            label = "label-symmetrised " if result.symmetrised else ""
+            source = f"{label}importance sampling from {best} (k-hat {result.khat:.2f})"
+            k = fits[best].n_components
+            if not result.symmetrised and k > 1:
+                source += (
+                    f"; not label-symmetrised, so low by up to log K! = "
+                    f"{np.sum(np.log(np.arange(2, k + 1))):.1f} nats"
+                )
+            best_elbo = max((fits[n].elbo for n in names if np.isfinite(fits[n].elbo)),
+                            default=-np.inf)
+            if result.log_evidence < best_elbo:
+                source += "; below the best ELBO, so an underestimate"
+            out[key] = (result.log_evidence, result.log_evidence_se, source)
+    return out
+
+
+# ----------------------------------------------------------------------------- Comparison
+@dataclasses.dataclass(frozen=True, eq=False)
+class Comparison:
+    """The result of :func:`compare`.
+
+    Attributes
+    ----------
+    fits : dict of str to Fit
+        The fits as given.
+    aligned : dict of str to Fit
+        The same fits with labels aligned to the reference.
+    reference : str
+        Name of the reference fit.
+    truth : object or None
+    table : pandas.DataFrame
+        One row per fit (index: the fit's name); see ``TABLE_COLUMNS``.
+    psis : dict of str to PsisResult
+        PSIS diagnostics of every variational fit.
+    """
+
+    fits: Mapping[str, Fit]
+    aligned: Mapping[str, Fit]
+    reference: str
+    truth: Any
+    table: pd.DataFrame
+    psis: Mapping[str, PsisResult]
+    n_draws: int = 1000
+    seed: int = 0
+
+    def __repr__(self) -> str:
+        return f"Comparison(fits={list(self.fits)}, reference={self.reference!r})"
+
+    # ------------------------------------------------------------------ ArviZ
+    @cached_property
+    def _idatas(self) -> dict[str, Any]:
+        return {
+            name: fit.to_inference_data(draws=self.n_draws, seed=self.seed, log_likelihood=False)
+            for name, fit in self.aligned.items()
+        }
+
+    def inference_data(self, name: str):
+        """The aligned fit ``name`` as an ``arviz.InferenceData`` (no log-likelihood)."""
+        self._check_name(name)
+        return self._idatas[name]
+
+    def summary(self, **kwargs: Any) -> pd.DataFrame:
+        """``az.summary`` of every aligned fit, stacked with a ``fit`` index level."""
+        kwargs.setdefault("kind", "stats")
+        return _arviz.summaries_side_by_side(self._idatas, **kwargs)
+
+    def _check_name(self, name: str) -> None:
+        if name not in self.fits:
+            raise ValueError(
+                f"name must be one of the compared fits ({', '.join(map(repr, self.fits))}), "
+                f"got {name!r}"
+            )
+
+    # ------------------------------------------------------------------ figures
+    def plot_forest(self) -> Figure:
+        """``az.plot_forest`` of the aligned fits' component means, one colour per fit."""
+        var = "mu" if "mu" in next(iter(self._idatas.values())).posterior else "means"
+        idatas = {n: d for n, d in self._idatas.items() if var in d.posterior}
+        n_rows = sum(int(np.prod(d.posterior[var].shape[2:])) for d in idatas.values())
+        fig = Figure(figsize=(7, 1.5 + 0.25 * n_rows), layout="constrained")
+        ax = fig.subplots()
+        _arviz.plot_forest(idatas, var_names=[var], ax=ax)
+        ax.set_title(f"posterior of {var} (aligned to {self.reference})")
+        return fig
+
+    def plot_elbo(self) -> Figure:
+        """ELBO against iteration and wall time, one line per fit with an ELBO trace, and
+        the log evidence as a horizontal line."""
+        with_trace = {
+            n: f for n, f in self.fits.items()
+            if np.asarray(f.elbo_trace).size and np.isfinite(f.elbo_trace).any()
+        }
+        evidence = self.table["log_evidence"].to_numpy(dtype=float)
+        finite = evidence[np.isfinite(evidence)]
+        return plots.plot_elbo_traces(with_trace, float(finite[0]) if finite.size else None)
+
+    def plot_trace(self, name: str | None = None) -> Figure:
+        """ArviZ trace plot (density and trace) of one aligned fit; the reference by
+        default."""
+        name = self.reference if name is None else name
+        self._check_name(name)
+        idata = self._idatas[name]
+        n_vars = len(idata.posterior.data_vars)
+        fig = Figure(figsize=(10, 2.4 * n_vars), layout="constrained")
+        axes = fig.subplots(n_vars, 2, squeeze=False)
+        _arviz.plot_trace(idata, axes=axes)
+        fig.suptitle(f"{name} (aligned to {self.reference})")
+        return fig
+
+    def plot_khat(self) -> Figure:
+        """PSIS k-hat of every variational fit, with the 0.5 and 0.7 thresholds."""
+        fig = Figure(figsize=(6, 3.5), layout="constrained")
+        ax = fig.subplots()
+        names = list(self.psis)
+        khats = [self.psis[n].khat for n in names]
+        colours = ["C3" if k > KHAT_THRESHOLD else "C0" for k in khats]
+        ax.bar(names, khats, color=colours)
+        ax.axhline(0.5, color="0.5", ls=":", lw=1, label="0.5 (good below)")
+        ax.axhline(KHAT_THRESHOLD, color="C3", ls="--", lw=1, label="0.7 (do not trust above)")
+        ax.set_ylabel("PSIS k-hat")
+        ax.set_title("Can the variational posterior be trusted?")
+        ax.legend(loc="upper right")
+        return fig
+
+    def plot_fit(self) -> Figure:
+        """The data with every aligned fit drawn on it (1-D: predictive densities; 2-D:
+        covariance ellipses; >= 3-D: 3-D scatter and pairs plot)."""
+        data = np.asarray(next(iter(self.fits.values())).data)
+        truth = self.truth
+        if truth is not None and (data.ndim == 1 or data.shape[1] == 1):
+            truth = _truth_density_1d(_truth_parts(truth))
+        elif truth is not None:
+            parts = _truth_parts(truth)
+            truth = types.SimpleNamespace(
+                means=parts["means"], covariances=parts.get("covariances")
+            )
+        return plots.plot_fit(data, dict(self.aligned), truth)
+
+    def figures(self) -> dict[str, Figure]:
+        """Every standard figure, by file stem."""
+        figs = {"elbo": self.plot_elbo(), "fit": self.plot_fit(), "forest": self.plot_forest()}
+        if self.psis:
+            figs["khat"] = self.plot_khat()
+        for name, fit in self.fits.items():
+            if not fit.posterior.is_point_estimate:
+                figs[f"trace_{name}"] = self.plot_trace(name)
+        return figs
+
+    # ------------------------------------------------------------------ report
+    def reading(self) -> list[str]:
+        """A short plain-language reading of the table, one sentence per finding."""
+        t, ref = self.table, self.reference
+        lines = []
+        for name, row in t.iterrows():
+            if name == ref or not np.isfinite(row["mean_shift_max"]):
+                continue
+            shift = row["mean_shift_max"]
+            verb = "agree within" if shift < 0.1 else "differ by up to"
+            lines.append(
+                f"{name} and {ref} {verb} {shift:.2g} reference sd on all parameter means "
+                f"(average {row['mean_shift_mean']:.2g} sd); {name}'s posterior sd is "
+                f"{row['sd_ratio_mean']:.2g} times {ref}'s on average; hard assignments "
+                f"agree with ARI = {row['ari']:.3f}."
+            )
+        elbos = t["elbo"].dropna()
+        if len(elbos) > 1:
+            best = elbos.idxmax()
+            for name, value in elbos.items():
+                if name != best:
+                    lines.append(
+                        f"{name}'s bound is {elbos[best] - value:.1f} nats looser than {best}'s."
+                    )
+        for name, row in t.iterrows():
+            if np.isfinite(row["elbo_gap"]):
+                lines.append(
+                    f"{name}'s ELBO is {row['elbo_gap']:.2f} nats below the log evidence "
+                    f"{row['log_evidence']:.2f} ({row['log_evidence_source']})."
+                )
+        for name, result in self.psis.items():
+            verdict = "do not trust this q" if result.khat > KHAT_THRESHOLD else "q is usable"
+            lines.append(f"{name}: k-hat = {result.khat:.2f} ({verdict}).")
+        for name, fit in self.aligned.items():
+            switched = fit.diagnostics.get("label_switching")
+            if switched and any(v > 0 for v in switched.values()):
+                worst = max(switched.values())
+                lines.append(
+                    f"{name}: labels switched within chain(s) "
+                    f"{', '.join(str(c) for c, v in switched.items() if v > 0)} (up to "
+                    f"{worst:.0%} of draws); its draws were relabelled before summarising."
+                )
+        if "truth_mean_error" in t:
+            for name, row in t.iterrows():
+                lines.append(
+                    f"{name} recovers the true means with mean absolute error "
+                    f"{row['truth_mean_error']:.3g}."
+                )
+        return lines
+
+    def to_markdown(self, figure_files: Sequence[str] = ()) -> str:
+        """The report: the table, the reading and links to the figures."""
+        table = self.table.reset_index()
+        header = "| " + " | ".join(table.columns) + " |"
+        rule = "|" + "---|" * len(table.columns)
+        body = [
+            "| " + " | ".join(_format_cell(v) for v in row) + " |"
+            for row in table.itertuples(index=False)
+        ]
+        parts = [
+            f"# Comparison of {', '.join(self.fits)} (reference: {self.reference})", "",
+            header, rule, *body, "", "## Reading", "",
+            *[f"- {line}" for line in self.reading()], "",
+        ]
+        if figure_files:
+            parts += ["## Figures", ""]
+            parts += [f"![{Path(f).stem}]({f})" for f in figure_files]
+            parts.append("")
+        return "\n".join(parts)
+
+    def save(
+        self, directory: str | Path, *, force: bool = False, dpi: int = 100,
+        log_likelihood: bool = True,
+    ) -> Path:
+        """Write ``table.csv``, ``summary.csv``, ``report.md``, every figure as PNG and
+        every aligned fit as ``fits/<name>.nc``; returns the directory.
+
+        The directory is written atomically (a temporary directory renamed at the end);
+        an existing non-empty directory is refused unless ``force``.  With
+        ``log_likelihood=False`` the netCDF files omit the pointwise log-likelihood
+        (draws x N floats per fit), which is most of their size and writing time.
+        """
+        with atomic_directory(directory, force=force) as tmp:
+            self.table.to_csv(tmp / "table.csv")
+            self.summary().to_csv(tmp / "summary.csv")
+            files = []
+            for stem, fig in self.figures().items():
+                fig.savefig(tmp / f"{stem}.png", dpi=dpi)
+                files.append(f"{stem}.png")
+            (tmp / "fits").mkdir()
+            for name, fit in self.aligned.items():
+                idata = (
+                    fit.to_inference_data(draws=self.n_draws, seed=self.seed)
+                    if log_likelihood else self._idatas[name]
+                )
+                _arviz.to_netcdf(idata, tmp / "fits" / f"{name}.nc")
+            (tmp / "report.md").write_text(self.to_markdown(files))
+        return Path(directory)
+
+
+def _format_cell(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return "" if not np.isfinite(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _truth_density_1d(parts: Mapping[str, np.ndarray]):
+    from scipy.stats import norm
+
+    means = parts["means"].ravel()
+    weights = parts.get("weights", np.full(means.size, 1.0 / means.size)).ravel()
+    sds = np.sqrt(parts["covariances"].ravel()) if "covariances" in parts else np.ones(means.size)
+
+    def density(grid: np.ndarray) -> np.ndarray:
+        return (weights * norm.pdf(np.asarray(grid)[:, None], means, sds)).sum(axis=1)
+
+    return density

@@ -1,0 +1,442 @@
+"""Maximum-likelihood Gaussian mixtures: EM and the hard-assignment ("k-means") GMM.
+
+Both are pure ``init``/``step`` functions over :class:`EMState`, run through the shared
+loop :func:`gmmkit.inference.loop.coordinate_ascent`, so restarts, the stopping rule,
+timing, the progress bar and failed restarts behave as for every other method.
+
+EM (Bishop PRML §9.2.2, and §9.4 for the bound).  For any q(z) = r,
+
+    log p(X | theta) = ELBO(r, theta) + KL(r || p(z | X, theta)),
+    ELBO(r, theta)   = sum_n sum_k r_nk [log pi_k + log N(x_n | mu_k, Sigma_k) - log r_nk].
+
+The E-step sets r to the posterior responsibilities, which makes KL = 0 and ELBO =
+log-likelihood (PRML 9.23); the M-step maximises the ELBO over theta for that r
+(PRML 9.24-9.27):
+
+    N_k = sum_n r_nk,  mu_k = sum_n r_nk x_n / N_k,  pi_k = N_k / N,
+    Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k + reg_covar I.
+
+As in scikit-learn, ``N_k + 10 eps`` is used so that an empty component gives no NaN, and
+``reg_covar`` is added to the diagonal so a component collapsing onto a few points does
+not become singular.  Per iteration t the fit records
+
+* ``log_likelihood_trace[t]`` = log p(X | theta_t) (total, nats), the objective;
+* ``elbo_trace[t]`` = ELBO(r_{t-1}, theta_t): evaluated after the M-step, with the
+  responsibilities that M-step used (r_{-1} is the initial hard assignment);
+* ``kl_trace[t]`` = log_likelihood_trace[t] - elbo_trace[t] = KL(r_{t-1} || p(z | X,
+  theta_t)) >= 0, the gap the next E-step closes.
+
+Hence log p(X | theta_{t-1}) = ELBO(r_{t-1}, theta_{t-1}) <= ELBO(r_{t-1}, theta_t)
+<= log p(X | theta_t): the log-likelihood never decreases (with ``reg_covar = 0``; a
+positive ``reg_covar`` perturbs the M-step by O(reg_covar)).
+
+Hard-assignment GMM (classification EM, Celeux & Govaert 1992): the responsibilities are
+one-hot at the highest weighted density, argmax_k [log pi_k + log N(x_n | mu_k,
+Sigma_k)], followed by the same M-step.  With a one-hot q the entropy vanishes, and the
+ELBO is the *classification log-likelihood* sum_n log pi_{z_n} N(x_n | theta_{z_n}), a
+lower bound on the log-likelihood that each step increases: it is the objective of
+``method="kmeans"`` (convergence and the choice among restarts), reported as
+``elbo_trace``, while ``log_likelihood_trace`` and ``kl_trace`` are recorded alongside.
+
+**Emptied clusters** (k-means, and the initial hard assignment of both methods): a
+component that receives no point is re-seeded with the single point farthest (Euclidean)
+from the mean of the cluster it is assigned to, taken only from clusters that keep at
+least one point, as scikit-learn's ``KMeans`` does.  The component then restarts as that
+point with covariance ``reg_covar * I``; the number of re-seeds is reported in
+``Fit.diagnostics["reseeded_clusters"]``.
+
+**Singular covariances**: when a covariance is not positive definite, or its Cholesky
+pivots fall below the rounding level of its diagonal (a component on a line, or a single
+point with ``reg_covar = 0``), the restart stops with :class:`RestartFailed` naming the
+component and advising to "increase reg_covar or decrease n_components"; the loop adds the
+restart index, warns, records it in ``Fit.restart_failures`` and, if every restart
+fails, raises a ``RuntimeError`` listing them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy.special import entr, logsumexp
+
+from gmmkit.inference.loop import RestartFailed, coordinate_ascent, initial_means
+from gmmkit.models._linalg import NotPositiveDefinite, precision_cholesky
+from gmmkit.models.mixture import GaussianMixture, weighted_log_prob
+from gmmkit.result import Fit
+
+__all__ = [
+    "EMState",
+    "PointEstimatePosterior",
+    "elbo",
+    "fit_em",
+    "fit_kmeans",
+    "hard_assignment",
+    "init_state",
+    "m_step",
+    "step",
+    "step_kmeans",
+]
+
+#: Cholesky pivots (conditional variances) at most this multiple of D * eps times the
+#: largest variance of the component are indistinguishable from zero: singular.
+_SINGULAR_PIVOT_ULPS = 10.0
+
+
+class EMState(NamedTuple):
+    """Parameters theta_t, the E-step at theta_t, and the bound of the step that made them.
+
+    ``log_prob`` and ``log_resp`` are evaluated at these very parameters, so the
+    log-likelihood of a state is exact and the next M-step needs no extra pass.
+    """
+
+    weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, D)
+    covariances: np.ndarray  # (K, D, D)
+    prec_chol: np.ndarray  # (K, D, D) upper-triangular Cholesky factors of the precisions
+    log_prob: np.ndarray  # (N, K) log pi_k + log N(x_n | mu_k, Sigma_k)
+    log_resp: np.ndarray  # (N, K) log p(z_n = k | x_n, theta), normalised
+    log_likelihood: float  # sum_n logsumexp_k log_prob  (PRML 9.14)
+    elbo: float  # ELBO(q, theta) for the q the M-step used (one-hot q for k-means)
+    labels: np.ndarray | None  # (N,) hard assignment the M-step used (k-means/init)
+    n_reseeded: int  # emptied clusters re-seeded so far in this restart
+
+
+# ----------------------------------------------------------------------------- pieces
+def _singular(component: int, reg_covar: float, why: str) -> RestartFailed:
+    return RestartFailed(
+        f"the covariance of component {component} is singular ({why}) with "
+        f"reg_covar={reg_covar:g}; increase reg_covar or decrease n_components"
+    )
+
+
+def factor_covariances(covariances: np.ndarray, reg_covar: float) -> np.ndarray:
+    """Precision Cholesky factors (K, D, D); :class:`RestartFailed` on a singular one."""
+    try:
+        prec_chol = precision_cholesky(covariances)
+    except NotPositiveDefinite as err:
+        raise _singular(err.component, reg_covar, "not positive definite") from None
+    # P = inv(L)^T, so 1 / P_dd^2 = L_dd^2, the variance of feature d given the previous
+    # ones.  A pivot at the rounding level of the diagonal means the factorisation
+    # "succeeded" on a matrix that is singular up to rounding (a 1e-30 variance left by
+    # two identical coordinates), and the log-likelihood would run off to +inf.
+    d = covariances.shape[1]
+    pivots = 1.0 / np.diagonal(prec_chol, axis1=1, axis2=2) ** 2
+    scale = np.max(np.diagonal(covariances, axis1=1, axis2=2), axis=1)
+    bad = np.flatnonzero(
+        np.any(pivots <= _SINGULAR_PIVOT_ULPS * d * np.finfo(float).eps * scale[:, None],
+               axis=1)
+    )
+    if bad.size:
+        raise _singular(int(bad[0]), reg_covar, "its Cholesky pivots vanish to rounding")
+    return prec_chol
+
+
+def m_step(
+    X: np.ndarray, resp: np.ndarray, reg_covar: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum-likelihood weights, means and covariances for responsibilities ``resp``.
+
+    PRML 9.24-9.27 with N_k + 10 eps (no NaN for an empty component) and ``reg_covar``
+    on the diagonal, exactly as scikit-learn's ``_estimate_gaussian_parameters``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+    resp : ndarray, shape (N, K)
+        Rows sum to 1 (soft or one-hot).
+    reg_covar : float
+
+    Returns
+    -------
+    weights (K,), means (K, D), covariances (K, D, D)
+    """
+    n_k = resp.sum(axis=0) + 10 * np.finfo(resp.dtype).eps
+    means = (resp.T @ X) / n_k[:, None]
+    k, d = means.shape
+    covariances = np.empty((k, d, d))
+    for comp in range(k):  # K small (D, D) products; every point is handled at once
+        # Centre on the component mean before the outer products: the two-pass formula
+        # does not cancel catastrophically when |mu| >> sd.
+        diff = X - means[comp]
+        covariances[comp] = (resp[:, comp] * diff.T) @ diff / n_k[comp]
+        covariances[comp].flat[:: d + 1] += reg_covar
+    return n_k / n_k.sum(), means, covariances
+
+
+def elbo(log_prob: np.ndarray, resp: np.ndarray) -> float:
+    """ELBO(r, theta) = sum_nk r_nk (log_prob_nk - log r_nk), with 0 log 0 = 0.
+
+    ``log_prob`` (N, K) is log pi_k + log N(x_n | theta_k); ``resp`` (N, K) is q(z).
+    """
+    # r * log_prob is 0 where r = 0 because log_prob is finite (pi_k >= 10 eps / N).
+    return float(np.sum(resp * log_prob) + np.sum(entr(resp)))
+
+
+def _state(
+    model: GaussianMixture, X: np.ndarray, resp: np.ndarray, labels: np.ndarray | None,
+    n_reseeded: int, hard: bool,
+) -> EMState:
+    """M-step from ``resp``, then the E-step at the new parameters."""
+    weights, means, covariances = m_step(X, resp, model.reg_covar)
+    prec_chol = factor_covariances(covariances, model.reg_covar)
+    log_prob = weighted_log_prob(X, weights, means, prec_chol)
+    log_norm = logsumexp(log_prob, axis=1)
+    log_resp = log_prob - log_norm[:, None]
+    if hard:
+        # One-hot q: no entropy, ELBO = classification log-likelihood.
+        bound = float(np.sum(log_prob[np.arange(X.shape[0]), labels]))
+    else:
+        bound = elbo(log_prob, resp)
+    return EMState(
+        weights=weights, means=means, covariances=covariances, prec_chol=prec_chol,
+        log_prob=log_prob, log_resp=log_resp, log_likelihood=float(log_norm.sum()),
+        elbo=bound, labels=labels, n_reseeded=n_reseeded,
+    )
+
+
+def hard_assignment(
+    X: np.ndarray, labels: np.ndarray, means: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Re-seed every empty cluster with the point farthest from its assigned mean.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+    labels : ndarray of int, shape (N,)
+        Current hard assignment, values in 0..K-1 (not modified).
+    means : ndarray, shape (K, D)
+        The means the points are measured against (those of the assigning parameters).
+
+    Returns
+    -------
+    labels : ndarray of int, shape (N,)
+        Every component holds at least one point (N >= K is required).
+    n_reseeded : int
+        How many components were empty.
+    """
+    n_components = means.shape[0]
+    labels = labels.copy()
+    counts = np.bincount(labels, minlength=n_components)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size == 0:
+        return labels, 0
+    distance = np.sum((X - means[labels]) ** 2, axis=1)
+    for comp in empty:  # loop over the (few) empty components, not the data
+        # Only points of clusters that keep a point are candidates, so a re-seed never
+        # empties another cluster; N >= K guarantees one exists.
+        candidates = np.where(counts[labels] >= 2, distance, -np.inf)
+        point = int(np.argmax(candidates))
+        counts[labels[point]] -= 1
+        labels[point] = comp
+        counts[comp] = 1
+    return labels, int(empty.size)
+
+
+def _one_hot(labels: np.ndarray, n_components: int) -> np.ndarray:
+    resp = np.zeros((labels.shape[0], n_components))
+    resp[np.arange(labels.shape[0]), labels] = 1.0
+    return resp
+
+
+def init_state(
+    model: GaussianMixture, X: np.ndarray, init: Any, rng: np.random.Generator, *,
+    hard: bool = False,
+) -> EMState:
+    """Initial state: means from kmeans++ (or random points, or an array of shape (K, D)),
+    every point assigned to its nearest mean (empty clusters re-seeded), then one M-step.
+
+    The initial ELBO is that of the hard assignment, a true lower bound.
+    """
+    k = model.n_components
+    if isinstance(init, str):
+        means0 = initial_means(X, k, init, rng)
+    else:
+        means0 = np.asarray(init, dtype=float)
+        if means0.shape != (k, X.shape[1]):
+            raise ValueError(
+                f"init means must have shape ({k}, {X.shape[1]}), got shape {means0.shape}"
+            )
+    # Nearest mean in Euclidean distance, via ||x||^2 - 2 x.mu + ||mu||^2 without ||x||^2.
+    nearest = np.argmin(-2.0 * X @ means0.T + np.sum(means0**2, axis=1), axis=1)
+    labels, n_reseeded = hard_assignment(X, nearest, means0)
+    return _state(model, X, _one_hot(labels, k), labels, n_reseeded, hard=True)
+
+
+def step(model: GaussianMixture, X: np.ndarray, state: EMState) -> EMState:
+    """One EM iteration: M-step from the state's responsibilities, E-step at the result."""
+    return _state(model, X, np.exp(state.log_resp), None, state.n_reseeded, hard=False)
+
+
+def step_kmeans(model: GaussianMixture, X: np.ndarray, state: EMState) -> EMState:
+    """One hard-assignment iteration: argmax of the weighted densities, re-seed empty
+    clusters, then the maximum-likelihood M-step."""
+    labels, n_new = hard_assignment(X, np.argmax(state.log_prob, axis=1), state.means)
+    return _state(model, X, _one_hot(labels, model.n_components), labels,
+                  state.n_reseeded + n_new, hard=True)
+
+
+# ----------------------------------------------------------------------------- posterior
+class PointEstimatePosterior:
+    """A maximum-likelihood fit seen as a posterior: one point (implements ``Posterior``).
+
+    Parameters
+    ----------
+    weights : ndarray, shape (K,)
+    means : ndarray, shape (K, D)
+    covariances : ndarray, shape (K, D, D)
+    hard : bool
+        True for the hard-assignment fit: responsibilities are one-hot at the highest
+        weighted density (log responsibilities 0 and -inf).
+    """
+
+    is_point_estimate = True
+
+    def __init__(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
+                 *, hard: bool = False) -> None:
+        self.weights = np.array(weights, dtype=float)
+        self.means = np.array(means, dtype=float)
+        self.covariances = np.array(covariances, dtype=float)
+        self.hard = bool(hard)
+        self.n_components = self.weights.shape[0]
+        self._prec_chol = precision_cholesky(self.covariances)
+
+    def _log_prob(self, x: np.ndarray) -> np.ndarray:
+        x = x[:, None] if x.ndim == 1 else x
+        return weighted_log_prob(x, self.weights, self.means, self._prec_chol)
+
+    def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
+        log_prob = self._log_prob(x)
+        if self.hard:
+            out = np.full(log_prob.shape, -np.inf)
+            out[np.arange(log_prob.shape[0]), np.argmax(log_prob, axis=1)] = 0.0
+            return out
+        return log_prob - logsumexp(log_prob, axis=1, keepdims=True)
+
+    def log_predictive(self, x: np.ndarray) -> np.ndarray:
+        # A point estimate's predictive is the fitted mixture density itself.
+        return logsumexp(self._log_prob(x), axis=1)
+
+    def draw(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The single point as one chain of one draw, whatever ``n_draws`` asks."""
+        return {name: value[None, None].copy() for name, value in self.params().items()}
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {
+            "weights": self.weights.copy(),
+            "means": self.means.copy(),
+            "covariances": self.covariances.copy(),
+        }
+
+    def point_estimates(self) -> dict[str, np.ndarray]:
+        return self.params()
+
+
+# ----------------------------------------------------------------------------- fitting
+def _check_model(model: Any, method: str) -> None:
+    if not isinstance(model, GaussianMixture):
+        raise ValueError(
+            f"method {method!r} fits a gmmkit.models.GaussianMixture, got "
+            f"{type(model).__name__}"
+        )
+
+
+def _run(model, X, *, hard, seed, n_init, init, tol, max_iter, progress, label):
+    rng = np.random.default_rng(seed)
+    step_fn = step_kmeans if hard else step
+    return coordinate_ascent(
+        init=lambda r: init_state(model, X, init, r, hard=hard),
+        step=lambda s: step_fn(model, X, s),
+        # EM climbs the log-likelihood; hard EM climbs the classification likelihood.
+        objective=(lambda s: s.elbo) if hard else (lambda s: s.log_likelihood),
+        rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label=label,
+        monitor=lambda s: {"elbo": s.elbo, "log_likelihood": s.log_likelihood},
+    )
+
+
+def fit_em(
+    model: GaussianMixture,
+    X: np.ndarray,
+    *,
+    seed: int,
+    n_init: int,
+    init: Any,
+    tol: float,
+    max_iter: int,
+    progress: bool,
+) -> Fit:
+    """Maximum-likelihood EM with restarts; ``X`` (N, D) is already validated.
+
+    ``init`` is "kmeans++", "random" or (called directly) an array of initial means of
+    shape (K, D).  The restart with the highest final log-likelihood is kept.
+
+    Returns
+    -------
+    Fit
+        ``elbo`` is the final ELBO(r_{T-1}, theta_T) (equal to the log-likelihood at
+        convergence), ``elbo_trace``, ``log_likelihood_trace`` and ``kl_trace`` are
+        described in the module docstring, ``restart_elbos`` holds each restart's final
+        log-likelihood, and the posterior is a :class:`PointEstimatePosterior`.
+    """
+    _check_model(model, "em")
+    run = _run(model, X, hard=False, seed=seed, n_init=n_init, init=init, tol=tol,
+               max_iter=max_iter, progress=progress, label="EM")
+    return _make_fit("em", model, X, run, seed, hard=False)
+
+
+def fit_kmeans(
+    model: GaussianMixture,
+    X: np.ndarray,
+    *,
+    seed: int,
+    n_init: int,
+    init: Any,
+    tol: float,
+    max_iter: int,
+    progress: bool,
+) -> Fit:
+    """Hard-assignment GMM (classification EM) with restarts; ``X`` (N, D) validated.
+
+    Returns
+    -------
+    Fit
+        ``elbo``/``elbo_trace`` are the classification log-likelihood (the ELBO of the
+        one-hot q, the objective), ``log_likelihood_trace`` the mixture log-likelihood,
+        ``kl_trace`` their difference, ``responsibilities`` one-hot, and
+        ``diagnostics["reseeded_clusters"]`` counts re-seeded empty clusters.
+    """
+    _check_model(model, "kmeans")
+    run = _run(model, X, hard=True, seed=seed, n_init=n_init, init=init, tol=tol,
+               max_iter=max_iter, progress=progress, label="k-means GMM")
+    return _make_fit("kmeans", model, X, run, seed, hard=True)
+
+
+def _make_fit(method: str, model, X, run, seed, *, hard: bool) -> Fit:
+    state = run.state
+    posterior = PointEstimatePosterior(state.weights, state.means, state.covariances,
+                                       hard=hard)
+    elbo_trace = run.monitor_traces["elbo"]
+    loglik_trace = run.monitor_traces["log_likelihood"]
+    return Fit(
+        method=method,
+        model=model,
+        data=X,
+        posterior=posterior,
+        responsibilities=np.exp(posterior.log_responsibilities(X)),
+        elbo=float(elbo_trace[-1]),
+        elbo_trace=elbo_trace,
+        converged=run.converged,
+        n_iter=run.n_iter,
+        elapsed_s=run.elapsed_s,
+        seed=seed,
+        restart_elbos=run.restart_objectives,
+        time_trace=run.time_trace,
+        log_likelihood_trace=loglik_trace,
+        kl_trace=loglik_trace - elbo_trace,
+        restart_failures=run.restart_failures,
+        diagnostics={
+            "objective": "classification_log_likelihood" if hard else "log_likelihood",
+            "log_likelihood": float(state.log_likelihood),
+            "reseeded_clusters": int(state.n_reseeded),
+        },
+    )

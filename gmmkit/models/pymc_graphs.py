@@ -1,0 +1,177 @@
+"""The gmmkit models as PyMC graphs, with the discrete assignments summed out.
+
+ADVI and NUTS cannot handle the categorical z, so both graphs use a marginalised mixture
+likelihood (``NormalMixture`` / ``Mixture``).  The graphs are *exactly* the closed-form
+models: same priors, same likelihood, same constants (checked in ``tests/test_pymc.py``
+against ``model.log_joint``).
+
+Graphs are cached per (model, data shape, ordered): the data enter through ``pm.Data``,
+so a second fit of a model with the same shapes reuses the graph and only swaps the data
+(``pm.set_data``) instead of building it again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["bayesian_gmm_graph", "univariate_gmm_graph"]
+
+_GRAPH_CACHE: dict[tuple, Any] = {}
+_CACHE_SIZE = 16
+
+
+def _cached(key: tuple, build, x: np.ndarray):
+    import pymc as pm
+
+    graph = _GRAPH_CACHE.get(key)
+    if graph is None:
+        graph = build()
+        if len(_GRAPH_CACHE) >= _CACHE_SIZE:
+            _GRAPH_CACHE.pop(next(iter(_GRAPH_CACHE)))
+        _GRAPH_CACHE[key] = graph
+    else:
+        with graph:
+            pm.set_data({"x": x})
+    return graph
+
+
+def univariate_gmm_graph(model, x: np.ndarray, *, ordered: bool = True):
+    """Blei et al.'s univariate GMM as a ``pm.Model``.
+
+    mu ~ Normal(0, prior_sd), shape (K,), dims "component" (ordered transform when
+    ``ordered`` and K > 1); x_i ~ sum_k (1/K) Normal(mu_k, obs_sd).
+
+    The ordered transform restricts the prior to the region mu_1 < ... < mu_K (1/K! of
+    the space) without renormalising it: the unnormalised density there equals the
+    exchangeable model's, so ELBOs need no correction, while evidences do
+    (log Z = log Z_ordered + log K!).
+
+    Parameters
+    ----------
+    model : UnivariateGMM
+    x : ndarray, shape (N,)
+        Validated data; enters through ``pm.Data("x")``.
+    ordered : bool
+
+    Returns
+    -------
+    pymc.Model
+    """
+    x = np.asarray(x, dtype=float)
+    k = model.n_components
+    use_ordered = bool(ordered and k > 1)
+    key = ("univariate", model, x.shape, use_ordered)
+
+    def build():
+        import pymc as pm
+
+        coords = {"component": np.arange(k), "observation": np.arange(x.shape[0])}
+        with pm.Model(coords=coords) as graph:
+            data = pm.Data("x", x, dims="observation")
+            # A sorted, distinct starting point is required by the ordered transform.
+            spread = model.prior_sd * np.linspace(-1.0, 1.0, k) if k > 1 else np.zeros(1)
+            kwargs: dict[str, Any] = {"initval": spread}
+            if use_ordered:
+                kwargs["transform"] = pm.distributions.transforms.ordered
+            # float64 arrays, not Python floats: PyTensor turns a float that is exact in
+            # float32 (2.5, 0.5, ...) into a float32 constant and computes log(sigma) in
+            # float32, off by ~3e-8 per term from the closed-form model.
+            prior_sd = np.asarray(model.prior_sd, dtype=np.float64)
+            obs_sd = np.asarray(model.obs_sd, dtype=np.float64)
+            mu = pm.Normal("mu", np.float64(0.0) * prior_sd, prior_sd, dims="component",
+                           **kwargs)
+            if k == 1:
+                pm.Normal("x_obs", mu=mu[0], sigma=obs_sd, observed=data,
+                          dims="observation")
+            else:
+                pm.NormalMixture("x_obs", w=np.full(k, 1.0 / k), mu=mu, sigma=obs_sd,
+                                 observed=data, dims="observation")
+        return graph
+
+    return _cached(key, build, x)
+
+
+def bartlett_wishart(name: str, scale: np.ndarray, nu: float, n_components: int):
+    """K independent Wishart(nu, W) precisions by the Bartlett decomposition.
+
+    Lambda_k = L A_k A_k^T L^T with L = chol(W), A_k lower triangular,
+    (A_k)_ii = sqrt(c_i), c_i ~ chi^2(nu - i) (i = 0..D-1), (A_k)_ij ~ N(0, 1) below the
+    diagonal (Bartlett 1933).  Every free variable is continuous and has a standard
+    transform, so NUTS and ADVI can use it (plain ``pm.Wishart`` has none).
+
+    Returns the (K, D, D) precision tensor.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    scale = np.asarray(scale, dtype=float)
+    d = scale.shape[0]
+    chol = np.linalg.cholesky(scale)
+    dof = np.asarray(nu - np.arange(d), dtype=np.float64)  # chi^2 dof of the diagonal
+    c = pm.ChiSquared(f"{name}_bartlett_c", nu=dof, shape=(n_components, d))
+    rows, cols = np.tril_indices(d, -1)
+    n_off = rows.size
+    a = pt.zeros((n_components, d, d))
+    a = pt.set_subtensor(a[:, np.arange(d), np.arange(d)], pt.sqrt(c))
+    if n_off:
+        z = pm.Normal(f"{name}_bartlett_z", 0.0, 1.0, shape=(n_components, n_off))
+        a = pt.set_subtensor(a[:, rows, cols], z)
+    la = pt.einsum("ij,kjl->kil", chol, a)  # L A_k, shape (K, D, D)
+    # einsum loses the static shape; MvNormal needs it to batch its logp correctly.
+    return pt.specify_shape(pt.einsum("kij,klj->kil", la, la), (n_components, d, d))
+
+
+def bayesian_gmm_graph(model, X: np.ndarray):
+    """Bishop's (PRML §10.2) Bayesian GMM as a ``pm.Model``, z summed out.
+
+    pi ~ Dirichlet(alpha0 1_K); Lambda_k ~ Wishart(W0, nu0) (Bartlett construction);
+    mu_k | Lambda_k ~ N(m0, (beta0 Lambda_k)^-1); x_i ~ sum_k pi_k N(mu_k, Lambda_k^-1).
+
+    ``model`` must have concrete priors (``BayesianGMM.resolve(X)``): ``alpha0`` (scalar),
+    ``beta0``, ``m0`` (D,), ``W0`` (D, D), ``nu0``.  Deterministics ``weights``
+    (component), ``means`` (component, feature) and ``covariances`` (component, feature,
+    feature_bis) carry the canonical names.
+    """
+    X = np.asarray(X, dtype=float)
+    k = model.n_components
+    n, d = X.shape
+    key = ("bishop", model, X.shape)
+
+    def build():
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        coords = {
+            "component": np.arange(k), "feature": np.arange(d),
+            "feature_bis": np.arange(d), "observation": np.arange(n),
+        }
+        alpha0 = float(np.ravel(model.alpha0)[0])
+        with pm.Model(coords=coords) as graph:
+            data = pm.Data("x", X, dims=("observation", "feature"))
+            weights = pm.Dirichlet("weights", a=np.full(k, alpha0), dims="component")
+            precision = bartlett_wishart("precision", model.W0, float(model.nu0), k)
+            precision = pm.Deterministic(
+                "precisions", precision, dims=("component", "feature", "feature_bis")
+            )
+            covariance = pm.Deterministic(
+                "covariances", pt.linalg.inv(precision),
+                dims=("component", "feature", "feature_bis"),
+            )
+            # Both Gaussians get the Cholesky factor of their covariance, not ``tau``: in
+            # PyMC 5.28 a batched symbolic ``tau`` gives MvNormal a logp of shape
+            # (K, K, ...) instead of (K,) (caught by
+            # test_bishop_graph_is_the_closed_form_model).
+            cov_chol = pt.linalg.cholesky(covariance)
+            mean_prior = pm.MvNormal(
+                "means", mu=np.tile(np.asarray(model.m0, dtype=np.float64), (k, 1)),
+                chol=cov_chol / np.sqrt(float(model.beta0)),
+                shape=(k, d), dims=("component", "feature"),
+            )
+            components = pm.MvNormal.dist(mu=mean_prior, chol=cov_chol, shape=(k, d))
+            pm.Mixture("x_obs", w=weights, comp_dists=components, observed=data,
+                       dims=("observation", "feature"))
+        return graph
+
+    return _cached(key, build, X)

@@ -1,0 +1,271 @@
+"""PyMC graphs and the PyMC methods (issue 5): same model, same Fit, same scales."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import logsumexp
+
+import gmmkit
+from gmmkit import UnivariateGMM
+
+pm = pytest.importorskip("pymc")
+
+
+def _ordered_forward(mu: np.ndarray) -> np.ndarray:
+    return np.concatenate([mu[..., :1], np.log(np.diff(mu, axis=-1))], axis=-1)
+
+
+# ----------------------------------------------------------------------------- graphs
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_univariate_graph_is_the_closed_form_model(ordered, rng):
+    model = UnivariateGMM(3, 2.5, obs_sd=0.7)
+    x = model.sample(15, seed=4).x
+    graph = model.to_pymc(x, ordered=ordered)
+    logp = graph.compile_logp(jacobian=False)  # the density of mu itself, no Jacobian
+    for _ in range(5):
+        mu = np.sort(rng.normal(0.0, 2.5, size=3))
+        name = "mu_ordered__" if ordered else "mu"
+        value = _ordered_forward(mu) if ordered else mu
+        # Map back through the ordered transform exactly as PyMC does, so that rounding
+        # in log/exp does not enter the comparison.
+        mu_exact = np.concatenate([value[:1], value[0] + np.cumsum(np.exp(value[1:]))]) if (
+            ordered) else mu
+        # Exact algebra up to float rounding over N = 15 terms: 1e-8 absolute.
+        assert float(logp({name: value})) == pytest.approx(
+            float(model.log_joint(x, mu_exact)), abs=1e-8
+        )
+
+
+def test_univariate_graph_jacobian_is_the_ordered_log_jacobian(rng):
+    model = UnivariateGMM(3, 2.0)
+    x = model.sample(10, seed=5).x
+    graph = model.to_pymc(x)
+    with_jac = graph.compile_logp(jacobian=True)
+    without = graph.compile_logp(jacobian=False)
+    value = rng.normal(size=3)
+    # d mu / d y is triangular with diagonal (1, exp(y_1), exp(y_2)): log|J| = y_1 + y_2.
+    assert float(with_jac({"mu_ordered__": value}) - without({"mu_ordered__": value})) == (
+        pytest.approx(value[1] + value[2], abs=1e-10)
+    )
+
+
+def test_same_shape_graph_is_reused_with_new_data():
+    model = UnivariateGMM(2, 2.0)
+    a = model.to_pymc(np.arange(6.0))
+    b = model.to_pymc(np.arange(6.0) + 10)
+    assert a is b
+    np.testing.assert_array_equal(b["x"].get_value(), np.arange(6.0) + 10)
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def test_unknown_option_is_refused():
+    model = UnivariateGMM(2, 2.0)
+    with pytest.raises(ValueError, match=r"unexpected option\(s\) bogus for method 'advi'"):
+        gmmkit.fit(model, np.arange(6.0), "advi", bogus=1)
+    with pytest.raises(ValueError, match="draws must be an integer >= 1, got 0"):
+        gmmkit.fit(model, np.arange(6.0), "nuts", draws=0)
+
+
+# ----------------------------------------------------------------------------- ADVI
+
+
+def _conjugate_k1():
+    model = UnivariateGMM(1, 3.0, obs_sd=1.0)
+    x = np.random.default_rng(11).normal(2.0, 1.0, size=12)
+    s2 = 1.0 / (1.0 / model.prior_sd**2 + x.size / model.obs_sd**2)
+    return model, x, s2 * x.sum() / model.obs_sd**2, np.sqrt(s2)
+
+
+@pytest.mark.slow
+def test_advi_k1_matches_the_exact_posterior_and_evidence():
+    model, x, mean, sd = _conjugate_k1()
+    fit = gmmkit.fit(model, x, "advi", seed=3)
+    exact = model.exact_log_evidence(x)
+    # The exact posterior is Gaussian and in the family: ELBO = log Z up to the MC error
+    # of the estimate (3 SE) and the optimiser's residual (0.05 nats, issue 5).
+    assert abs(fit.elbo - exact) <= 3 * fit.elbo_se + 0.05, (fit.elbo, fit.elbo_se, exact)
+    assert fit.elbo_se <= 0.05
+    q = fit.posterior._approx
+    # mu has no transform for K = 1, so q's Gaussian is q(mu): 5% (issue 5).
+    assert q.mean[0] == pytest.approx(mean, rel=0.05)
+    assert abs(q.chol[0, 0]) == pytest.approx(sd, rel=0.05)
+    assert fit.elbo_trace.size == fit.n_iter
+
+
+@pytest.mark.slow
+def test_advi_is_reproducible_and_accepts_a_fit_as_init():
+    model, x, _, _ = _conjugate_k1()
+    a = gmmkit.fit(model, x, "advi", seed=8, n_iter=2000)
+    b = gmmkit.fit(model, x, "advi", seed=8, n_iter=2000)
+    assert a.elbo == b.elbo
+    np.testing.assert_array_equal(a.idata.posterior["mu"].values, b.idata.posterior["mu"].values)
+    cavi = gmmkit.fit(UnivariateGMM(1, 3.0), x, "cavi", seed=1)
+    c = gmmkit.fit(model, x, "advi", seed=8, n_iter=2000, init=cavi)
+    # Started at CAVI's (exact, K = 1) mean, the first ELBO estimate is already near the top.
+    assert c.elbo_trace[0] > a.elbo_trace[0]
+
+
+# ----------------------------------------------------------------------------- SMC
+
+
+@pytest.mark.slow
+def test_smc_evidence_matches_enumeration():
+    model = UnivariateGMM(2, 2.0)
+    x = model.sample(7, seed=21).x
+    exact = model.exact_log_evidence(x)
+    fit = gmmkit.fit(model, x, "smc", seed=2, draws=1000, chains=2)
+    # Issue 5 tolerance: 0.3 nats for SMC's evidence on tiny data.
+    assert abs(fit.log_evidence - exact) < 0.3, (fit.log_evidence, exact)
+    assert "log K!" in fit.log_evidence_source
+    assert fit.idata.posterior["mu"].shape == (2, 1000, 2)
+
+
+# ----------------------------------------------------------------------------- CAVI agreement
+
+
+@pytest.fixture(scope="module")
+def separated():
+    rng = np.random.default_rng(5)
+    means = np.array([-4.0, 0.0, 4.0])
+    x = rng.normal(means[rng.integers(3, size=300)], 1.0)
+    model = UnivariateGMM(3, 5.0)
+    return model, x, gmmkit.fit(model, x, "cavi", seed=0, n_init=3)
+
+
+@pytest.mark.slow
+def test_nuts_agrees_with_cavi_on_separated_data(separated):
+    model, x, cavi = separated
+    fit = gmmkit.fit(model, x, "nuts", seed=4, draws=500, tune=500)
+    draws = fit.idata.posterior["mu"].values.reshape(-1, 3)
+    order = np.argsort(cavi.variational_params["m"])
+    # 0.1 posterior sd (issue 5); the posterior sd from NUTS itself.
+    np.testing.assert_array_less(
+        np.abs(draws.mean(axis=0) - cavi.variational_params["m"][order]),
+        0.1 * draws.std(axis=0),
+    )
+    assert fit.responsibilities.shape == (300, 3)
+    np.testing.assert_allclose(fit.responsibilities.sum(axis=1), 1.0, rtol=1e-12)
+    assert {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences"} <= set(fit.diagnostics)
+    idata = fit.idata
+    assert idata.log_likelihood["x"].shape == (2, 500, 300)
+
+
+@pytest.mark.slow
+def test_advi_elbo_agrees_with_cavi_on_separated_data(separated):
+    model, x, cavi = separated
+    fit = gmmkit.fit(model, x, "advi", seed=4)
+    # Issue 5: within 1 nat (one q covers one of the K! modes in both, no correction).
+    assert abs(fit.elbo - cavi.elbo) < 1.0, (fit.elbo, cavi.elbo)
+    assert fit.elbo_se <= 0.05
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+
+@pytest.mark.slow
+def test_nuts_flags_overlapping_components():
+    model = UnivariateGMM(3, 3.0)
+    x = np.random.default_rng(0).normal(0.0, 1.0, size=60)  # one blob, three components
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = gmmkit.fit(model, x, "nuts", seed=1, draws=60, tune=60, chains=2)
+    assert fit.converged is False
+    messages = " ".join(str(w.message) for w in caught)
+    assert "NUTS did not converge" in messages
+    assert any(p.split()[0] in messages for p in fit.diagnostics["problems"])
+    assert math.isfinite(fit.diagnostics["rhat_max"])
+
+
+# ----------------------------------------------------------------------------- Bishop graph
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _ResolvedPriors:
+    """Stand-in with the interface of a resolved ``BayesianGMM`` (concrete priors)."""
+
+    n_components: int = 2
+    alpha0: float = 0.7
+    beta0: float = 0.5
+    m0: np.ndarray = dataclasses.field(default_factory=lambda: np.array([0.5, -0.2]))
+    W0: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.array([[1.0, 0.3], [0.3, 0.5]])
+    )
+    nu0: float = 4.5
+
+
+def test_bishop_graph_bartlett_prior_is_wishart():
+    from gmmkit.models.pymc_graphs import bayesian_gmm_graph
+
+    priors = _ResolvedPriors()
+    graph = bayesian_gmm_graph(priors, np.zeros((5, 2)))
+    n = 4000
+    precisions = pm.draw(graph["precisions"], draws=n, random_seed=3).reshape(-1, 2, 2)
+    expected_mean = priors.nu0 * priors.W0
+    # Mean within 4 Monte Carlo standard errors, entry by entry.
+    se = precisions.std(axis=0, ddof=1) / np.sqrt(precisions.shape[0])
+    np.testing.assert_array_less(np.abs(precisions.mean(axis=0) - expected_mean), 4 * se)
+    reference = stats.wishart(df=priors.nu0, scale=priors.W0)
+    logdet = np.linalg.slogdet(precisions)[1]
+    # KS test of log det against scipy's Wishart: fails at level 0.001 only by chance.
+    ks = stats.kstest(logdet, lambda v: _cdf_of_logdet(reference, v))
+    assert ks.pvalue > 1e-3, ks
+
+
+def _cdf_of_logdet(reference, values, n_ref=200_000):
+    samples = reference.rvs(size=n_ref, random_state=np.random.default_rng(99))
+    ref = np.sort(np.linalg.slogdet(samples)[1])
+    return np.searchsorted(ref, values, side="right") / ref.size
+
+
+def test_bishop_graph_is_the_closed_form_model(rng):
+    from gmmkit.models.pymc_graphs import bayesian_gmm_graph
+
+    priors = _ResolvedPriors()
+    X = rng.normal(size=(12, 2))
+    graph = bayesian_gmm_graph(priors, X)
+    logp = graph.compile_logp(jacobian=False)
+    transforms = graph.rvs_to_transforms
+    w = rng.dirichlet(np.ones(2))
+    c = rng.chisquare(priors.nu0 - np.arange(2), size=(2, 2))
+    z = rng.normal(size=(2, 1))
+    means = rng.normal(size=(2, 2))
+    point = {
+        "weights_simplex__": transforms[graph["weights"]].forward(w).eval(),
+        "precision_bartlett_c_log__": np.log(c),
+        "precision_bartlett_z": z,
+        "means": means,
+    }
+    # Back through PyMC's own simplex transform so that rounding does not enter.
+    w = transforms[graph["weights"]].backward(point["weights_simplex__"]).eval()
+    chol = np.linalg.cholesky(priors.W0)
+    a = np.zeros((2, 2, 2))
+    a[:, [0, 1], [0, 1]] = np.sqrt(c)
+    a[:, 1, 0] = z[:, 0]
+    prec = np.stack([chol @ ak @ ak.T @ chol.T for ak in a])  # Bartlett: L A A^T L^T
+    cov = np.linalg.inv(prec)
+    expected = (
+        stats.dirichlet(np.full(2, priors.alpha0)).logpdf(w)
+        + stats.chi2(priors.nu0 - np.arange(2)).logpdf(c).sum()
+        + stats.norm.logpdf(z).sum()
+        + sum(stats.multivariate_normal(priors.m0, cov[k] / priors.beta0).logpdf(means[k])
+              for k in range(2))
+        + logsumexp(
+            np.log(w) + np.stack([stats.multivariate_normal(means[k], cov[k]).logpdf(X)
+                                  for k in range(2)], axis=1),
+            axis=1,
+        ).sum()
+    )
+    # Exact algebra, but through inverses and Cholesky factors of K precision matrices on
+    # both sides (PyMC and scipy): agreement to 1e-9 relative, tighter than the 1e-8 the
+    # issue asks for.  Measured: 2e-10 relative.
+    assert float(logp(point)) == pytest.approx(expected, rel=1e-9)
