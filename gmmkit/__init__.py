@@ -6,12 +6,13 @@ Fit a model with :func:`fit`; every method returns the same immutable :class:`Fi
 from gmmkit import datasets
 from gmmkit.api import fit
 from gmmkit.comparisons import Comparison, align, compare, plot_sweep, sweep
-from gmmkit.models import GaussianMixture, MixtureData, UnivariateGMM
+from gmmkit.models import BayesianGMM, GaussianMixture, MixtureData, UnivariateGMM
 from gmmkit.result import Fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianGMM",
     "Comparison",
     "Fit",
     "GaussianMixture",

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from gmmkit._validation import check_choice, check_int, check_positive
+from gmmkit._validation import check_choice, check_int
 from gmmkit.result import Fit
 
 __all__ = ["PYMC_METHODS", "fit", "methods_for", "resolve_seed"]
@@ -75,7 +75,8 @@ def fit(
     init : {"kmeans++", "random"} or Fit
         Initialisation of the means; PyMC methods also accept a previous ``Fit``.
     tol : float
-        Stop when the relative change of the objective is at most ``tol``.
+        Stop when the relative change of the objective is at most ``tol``; 0 runs
+        exactly ``max_iter`` iterations (unless the objective stops changing at all).
     max_iter : int
         Maximum iterations per restart.
     progress : bool
@@ -97,7 +98,7 @@ def fit(
         )
     n_init = check_int("n_init", n_init, 1)
     max_iter = check_int("max_iter", max_iter, 1)
-    tol = check_positive("tol", tol)
+    tol = _check_tol(tol)
     if not isinstance(init, Fit):
         check_choice("init", init, ("kmeans++", "random"))
     seed = resolve_seed(seed)
@@ -129,6 +130,16 @@ def fit(
     from gmmkit.inference.em import fit_em, fit_kmeans
 
     return (fit_em if method == "em" else fit_kmeans)(model, data, **common)
+
+
+def _check_tol(tol: Any) -> float:
+    try:
+        value = float(tol)
+    except (TypeError, ValueError):
+        raise ValueError(f"tol must be a non-negative number, got {tol!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
+    return value
 
 
 def _all_methods() -> tuple[str, ...]:

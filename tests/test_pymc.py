@@ -104,10 +104,20 @@ def test_advi_k1_matches_the_exact_posterior_and_evidence():
 
 @pytest.mark.slow
 def test_advi_is_reproducible_and_accepts_a_fit_as_init():
+    from gmmkit.inference import pymc_methods
+
     model, x, _, _ = _conjugate_k1()
+    pymc_methods._STEP_CACHE.clear()
     a = gmmkit.fit(model, x, "advi", seed=8, n_iter=2000)
+    other = gmmkit.fit(model, x[::-1] + 1.0, "advi", seed=9, n_iter=2000)  # same shapes
     b = gmmkit.fit(model, x, "advi", seed=8, n_iter=2000)
+    # a compiled the step function; b reuses it after other moved q and Adam's state, and
+    # the reset makes b draw-for-draw a.
+    assert not a.diagnostics["compiled_step_reused"]
+    assert other.diagnostics["compiled_step_reused"] and b.diagnostics["compiled_step_reused"]
+    assert other.elbo != a.elbo
     assert a.elbo == b.elbo
+    np.testing.assert_array_equal(a.elbo_trace, b.elbo_trace)
     np.testing.assert_array_equal(a.idata.posterior["mu"].values, b.idata.posterior["mu"].values)
     cavi = gmmkit.fit(UnivariateGMM(1, 3.0), x, "cavi", seed=1)
     c = gmmkit.fit(model, x, "advi", seed=8, n_iter=2000, init=cavi)
@@ -128,6 +138,25 @@ def test_smc_evidence_matches_enumeration():
     assert abs(fit.log_evidence - exact) < 0.3, (fit.log_evidence, exact)
     assert "log K!" in fit.log_evidence_source
     assert fit.idata.posterior["mu"].shape == (2, 1000, 2)
+
+
+def test_smc_log_marginal_likelihood_layouts():
+    from types import SimpleNamespace
+
+    from gmmkit.inference.pymc_methods import _final_log_marginal_likelihoods
+
+    def idata(values):
+        return SimpleNamespace(sample_stats={"log_marginal_likelihood": SimpleNamespace(
+            values=values)})
+
+    # Same number of stages in every chain: (chain, stage) scalars.
+    square = np.array([[np.nan, -3.0, -2.0], [np.nan, -4.0, -1.0]], dtype=object)
+    np.testing.assert_array_equal(_final_log_marginal_likelihoods(idata(square)), [-2.0, -1.0])
+    # Different numbers of stages: PyMC stores (1, chain) lists; both chains count.
+    ragged = np.empty((1, 2), dtype=object)
+    ragged[0, 0] = [np.nan, -3.0, -2.0]
+    ragged[0, 1] = [np.nan, -4.0, -5.0, -1.5]
+    np.testing.assert_array_equal(_final_log_marginal_likelihoods(idata(ragged)), [-2.0, -1.5])
 
 
 # ----------------------------------------------------------------------------- CAVI agreement

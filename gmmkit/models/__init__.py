@@ -1,6 +1,7 @@
 """Model declarations: priors and likelihood, declared once for every inference method."""
 
 from gmmkit.models.base import MixtureData
+from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.mixture import (
     GaussianMixture,
     gmm_log_responsibilities,
@@ -11,6 +12,7 @@ from gmmkit.models.mixture import (
 from gmmkit.models.univariate import UnivariateGMM
 
 __all__ = [
+    "BayesianGMM",
     "GaussianMixture",
     "MixtureData",
     "UnivariateGMM",

@@ -113,11 +113,15 @@ def bartlett_wishart(name: str, scale: np.ndarray, nu: float, n_components: int)
     c = pm.ChiSquared(f"{name}_bartlett_c", nu=dof, shape=(n_components, d))
     rows, cols = np.tril_indices(d, -1)
     n_off = rows.size
-    a = pt.zeros((n_components, d, d))
-    a = pt.set_subtensor(a[:, np.arange(d), np.arange(d)], pt.sqrt(c))
+    # A_k from products with constant 0/1 matrices rather than ``set_subtensor``: the
+    # graph stays vectorisable (``vectorize_graph`` cannot batch a sliced set_subtensor),
+    # which the batched log density of ADVI's ELBO estimate needs.
+    a = pt.sqrt(c)[:, :, None] * np.eye(d)  # (K, D, D), diagonal sqrt(c_i)
     if n_off:
         z = pm.Normal(f"{name}_bartlett_z", 0.0, 1.0, shape=(n_components, n_off))
-        a = pt.set_subtensor(a[:, rows, cols], z)
+        place = np.zeros((n_off, d * d))
+        place[np.arange(n_off), rows * d + cols] = 1.0  # z_j goes to (rows[j], cols[j])
+        a = a + pt.dot(z, place).reshape((n_components, d, d))
     la = pt.einsum("ij,kjl->kil", chol, a)  # L A_k, shape (K, D, D)
     # einsum loses the static shape; MvNormal needs it to batch its logp correctly.
     return pt.specify_shape(pt.einsum("kij,klj->kil", la, la), (n_components, d, d))

@@ -1,0 +1,107 @@
+"""Bishop VB against scikit-learn's BayesianGaussianMixture: ms per iteration and peak memory.
+
+Run:  .venv/bin/python benchmarks/bench_vb.py [--quick]
+
+Both fit the same model (same priors, full covariance, Dirichlet-distribution weights),
+with tol = 0 so that both run exactly the requested number of iterations.  One iteration is
+one E-step + one M-step + the lower bound, in both libraries.
+
+* gmmkit: from ``Fit.time_trace`` (seconds at every ELBO evaluation of the kept restart),
+  so initialisation is excluded.
+* scikit-learn: its initialisation (k-means) is not separable from ``fit``, so the time per
+  iteration is the difference of two fits with ``max_iter = 2 * n_iter`` and ``n_iter``,
+  divided by ``n_iter``.
+
+Peak memory is measured with tracemalloc (NumPy reports its allocations to it) over a
+whole ``fit`` of each library, initialisation included, with the data already allocated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+import gmmkit
+from gmmkit.models.bayesian import BayesianGMM
+
+CASES = [  # (N, D, K, target speed-up)
+    (100_000, 8, 16, 10.0),
+    (1_000_000, 1, 10, 10.0),
+    (10_000, 2, 5, None),
+]
+
+
+def make_data(n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(k, d))
+    return centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))
+
+
+def sklearn_model(model: BayesianGMM, max_iter: int):
+    from sklearn.mixture import BayesianGaussianMixture
+
+    return BayesianGaussianMixture(
+        n_components=model.n_components, covariance_type="full",
+        weight_concentration_prior_type="dirichlet_distribution",
+        weight_concentration_prior=model.alpha0, mean_precision_prior=model.beta0,
+        mean_prior=model.m0, degrees_of_freedom_prior=model.nu0,
+        covariance_prior=np.linalg.inv(model.W0), reg_covar=0.0, tol=0.0,
+        max_iter=max_iter, random_state=0, init_params="k-means++",
+    )
+
+
+def time_sklearn(model, X, n_iter: int) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: tol = 0 never converges
+        best = []
+        for max_iter in (n_iter, 2 * n_iter):
+            start = time.perf_counter()
+            sklearn_model(model, max_iter).fit(X)
+            best.append(time.perf_counter() - start)
+    return 1e3 * (best[1] - best[0]) / n_iter
+
+
+def time_gmmkit(model, X, n_iter: int) -> float:
+    fit = gmmkit.fit(model, X, "cavi", seed=0, tol=0.0, max_iter=n_iter)
+    times = np.asarray(fit.time_trace)
+    return 1e3 * (times[-1] - times[0]) / fit.n_iter
+
+
+def peak_mib(fn) -> float:
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--quick", action="store_true", help="the N = 10^4 case only")
+    args = parser.parse_args()
+    cases = CASES[2:] if args.quick else CASES
+    print(f"{'N':>9} {'D':>2} {'K':>3} | {'gmmkit ms/it':>12} {'sklearn ms/it':>13} "
+          f"{'speed-up':>8} {'target':>6} | {'gmmkit MiB':>10} {'sklearn MiB':>11}")
+    for n, d, k, target in cases:
+        X = make_data(n, d, k)
+        model = BayesianGMM(k).resolve(X)
+        ours = min(time_gmmkit(model, X, args.iterations) for _ in range(args.repeat))
+        theirs = min(time_sklearn(model, X, args.iterations) for _ in range(args.repeat))
+        mem_ours = peak_mib(lambda: gmmkit.fit(model, X, "cavi", seed=0, tol=0.0,  # noqa: B023
+                                               max_iter=3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mem_theirs = peak_mib(lambda: sklearn_model(model, 3).fit(X))  # noqa: B023
+        goal = f"{target:.0f}x" if target else "-"
+        print(f"{n:>9,} {d:>2} {k:>3} | {ours:12.2f} {theirs:13.2f} {theirs / ours:7.1f}x "
+              f"{goal:>6} | {mem_ours:10.1f} {mem_theirs:11.1f}")
+
+
+if __name__ == "__main__":
+    main()

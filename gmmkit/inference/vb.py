@@ -1,0 +1,531 @@
+"""Bishop's variational Bayes for the Bayesian GMM (PRML §10.2.1-10.2.2).
+
+q(z, pi, mu, Lambda) = q(z) q(pi) prod_k q(mu_k | Lambda_k) q(Lambda_k) with
+
+    q(pi)                 = Dir(pi | alpha)                                (10.57)
+    q(mu_k | Lambda_k)    = N(mu_k | m_k, (beta_k Lambda_k)^-1)            (10.59)
+    q(Lambda_k)           = Wishart(Lambda_k | W_k, nu_k)                  (10.59)
+    q(z_n = k)            = r_nk ∝ rho_nk                                  (10.46, 10.49)
+
+Implementation notes (why it is fast and stable):
+
+* The data are centred on their mean before fitting (and the prior mean with them); every
+  term of the model is translation invariant, and the quadratic forms below lose far
+  fewer digits near the origin.
+* log rho_nk is affine in the features phi(x) = [1, x, upper-triangle of x x^T]:
+  log rho_nk = c_k + b_k.x - x^T A_k x / 2 with A_k = nu_k W_k (10.64).  So the E-step is
+  one GEMM (N x p) @ (p x K), and the M-step statistics N_k, sum r x, sum r x x^T
+  (10.51-10.53) are one GEMM R^T phi.  Both run over blocks of points that stay in cache;
+  no loop visits single points.
+* The terms E[ln p(X|Z)] + E[ln p(Z|pi)] - E[ln q(Z)] of the bound collapse, for
+  r = softmax(log rho), to sum_n logsumexp_k log rho_nk, which the E-step accumulates;
+  the rest of the bound depends only on (alpha, beta, m, W, nu).  The (N, K)
+  responsibilities are formed once, at the end.
+* Every update is in "raw moment" form (10.62 rewritten as W_k^-1 = W0^-1 + sum r x x^T +
+  beta0 m0 m0^T - beta_k m_k m_k^T), so an empty component (N_k -> 0) falls back exactly
+  to the prior instead of dividing 0 by 0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import linalg
+from scipy.special import digamma, gammaln, logsumexp, multigammaln
+
+from gmmkit.inference.loop import RestartFailed, coordinate_ascent, initial_means
+from gmmkit.models._linalg import LOG_2PI, mahalanobis_sq
+from gmmkit.models.bayesian import BayesianGMM
+from gmmkit.result import Fit
+
+__all__ = [
+    "BishopPosterior",
+    "VBState",
+    "elbo",
+    "elbo_at",
+    "fit_vb",
+    "init_state",
+    "step",
+]
+
+
+# ----------------------------------------------------------------------------- setup
+class _Problem(NamedTuple):
+    """Everything about (model, data) that does not change between iterations."""
+
+    X: np.ndarray  # (N, D), centred
+    X_t: np.ndarray  # (D, N), the same, points along the contiguous axis
+    centre: np.ndarray  # (D,) added back to every mean
+    alpha0: float
+    beta0: float
+    m0: np.ndarray  # (D,), centred
+    W0_inv: np.ndarray  # (D, D)
+    log_det_W0: float
+    nu0: float
+    iu: tuple[np.ndarray, np.ndarray]  # upper-triangle indices of x x^T
+    n_features: int  # p = 1 + D + D(D+1)/2
+
+
+def _problem(model: BayesianGMM, X: np.ndarray) -> _Problem:
+    centre = X.mean(axis=0)
+    d = X.shape[1]
+    w0_chol = np.linalg.cholesky(model.W0)
+    w0_inv_chol = linalg.solve_triangular(w0_chol, np.eye(d), lower=True)
+    iu = np.triu_indices(d)
+    return _Problem(
+        X=X - centre, X_t=np.ascontiguousarray((X - centre).T), centre=centre,
+        alpha0=float(model.alpha0), beta0=float(model.beta0),
+        m0=np.asarray(model.m0, dtype=float) - centre, W0_inv=w0_inv_chol.T @ w0_inv_chol,
+        log_det_W0=float(2.0 * np.log(np.diag(w0_chol)).sum()), nu0=float(model.nu0),
+        iu=iu, n_features=1 + d + iu[0].size,
+    )
+
+
+def _block_size(n_components: int, n_features: int) -> int:
+    # ~64k doubles per (K, block) or (p, block) buffer: amortises Python overhead and
+    # keeps both buffers in L2 cache (measured with benchmarks/bench_vb.py).
+    return max(512, 65_536 // max(n_components, n_features))
+
+
+def _features(xb_t: np.ndarray, iu, out: np.ndarray) -> np.ndarray:
+    """phi(x) = [1, x, x_i x_j for i <= j] for a block of points stored as columns:
+    ``xb_t`` (D, B) -> ``out`` (p, B).
+
+    Points run along the last axis so that the per-point reductions over components
+    (max, sum) are elementwise operations between K contiguous rows, not K-long reductions
+    per point, which NumPy runs several times slower.
+    """
+    d = xb_t.shape[0]
+    out[0] = 1.0
+    out[1 : 1 + d] = xb_t
+    row = 1 + d
+    for i in range(d):  # D broadcast products (row-major order of iu); no fancy-index copies
+        np.multiply(xb_t[i], xb_t[i:], out=out[row : row + d - i])
+        row += d - i
+    return out
+
+
+def _unpack_statistics(stats: np.ndarray, d: int, iu):
+    """(K, p) statistics -> N_k (K,), sum_n r x (K, D), sum_n r x x^T (K, D, D)."""
+    k = stats.shape[0]
+    second = np.zeros((k, d, d))
+    second[:, iu[0], iu[1]] = stats[:, 1 + d :]
+    second[:, iu[1], iu[0]] = stats[:, 1 + d :]
+    return stats[:, 0], stats[:, 1 : 1 + d], second
+
+
+# ----------------------------------------------------------------------------- state
+class VBState(NamedTuple):
+    """q(pi, mu, Lambda) and the statistics of the q(z) it implies.
+
+    ``stats`` (K, p) = sum_n r_nk phi(x_n) and ``lse_sum`` = sum_n logsumexp_k log rho_nk
+    are computed from the r that these very parameters give (10.46-10.49), so the bound of
+    a state is exact without storing r.  ``m`` is in centred coordinates.
+    """
+
+    alpha: np.ndarray  # (K,)      10.58
+    beta: np.ndarray  # (K,)       10.60
+    m: np.ndarray  # (K, D)        10.61
+    W_inv_chol: np.ndarray  # (K, D, D) lower Cholesky factor of W_k^-1 (10.62)
+    nu: np.ndarray  # (K,)         10.63
+    stats: np.ndarray  # (K, p)
+    lse_sum: float
+
+
+class _Expectations(NamedTuple):
+    W: np.ndarray  # (K, D, D)
+    log_det_W: np.ndarray  # (K,)
+    e_log_det: np.ndarray  # (K,)  E[ln |Lambda_k|]   10.65
+    e_log_pi: np.ndarray  # (K,)   E[ln pi_k]         10.66
+
+
+def _expectations(alpha, nu, W_inv_chol) -> _Expectations:
+    k, d, _ = W_inv_chol.shape
+    inv_chol = np.empty_like(W_inv_chol)
+    eye = np.eye(d)
+    for j in range(k):  # K small triangular solves; the data never loop
+        inv_chol[j] = linalg.solve_triangular(W_inv_chol[j], eye, lower=True)
+    W = np.einsum("kab,kac->kbc", inv_chol, inv_chol)  # W = L^-T L^-1
+    log_det_W = -2.0 * np.log(np.diagonal(W_inv_chol, axis1=1, axis2=2)).sum(axis=1)
+    e_log_det = (digamma(0.5 * (nu[:, None] - np.arange(d))).sum(axis=1)
+                 + d * np.log(2.0) + log_det_W)  # 10.65
+    e_log_pi = digamma(alpha) - digamma(alpha.sum())  # 10.66
+    return _Expectations(W, log_det_W, e_log_det, e_log_pi)
+
+
+def _log_rho_coefficients(beta, m, nu, ex: _Expectations, iu) -> np.ndarray:
+    """C (p, K) with log rho_nk = phi(x_n) . C[:, k]  (10.46 with 10.64-10.66):
+
+    log rho_nk = E[ln pi_k] + E[ln|Lambda_k|]/2 - (D/2) ln 2pi
+                 - D/(2 beta_k) - nu_k (x - m_k)^T W_k (x - m_k) / 2.
+    """
+    d = m.shape[1]
+    A = nu[:, None, None] * ex.W  # nu_k W_k
+    Am = np.einsum("kab,kb->ka", A, m)
+    const = (ex.e_log_pi + 0.5 * ex.e_log_det - 0.5 * d * LOG_2PI - 0.5 * d / beta
+             - 0.5 * np.einsum("ka,ka->k", m, Am))
+    quad = -A[:, iu[0], iu[1]]  # off-diagonal pairs appear once in phi, twice in x^T A x
+    quad[:, iu[0] == iu[1]] *= 0.5
+    # Contiguous (p, K): matmul falls back to a slow non-BLAS loop on strided operands.
+    return np.ascontiguousarray(np.concatenate([const[:, None], Am, quad], axis=1).T)
+
+
+def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
+    """Responsibilities from log rho = phi @ coef, in blocks of points.
+
+    Returns ``(stats (K, p), lse_sum)``; with ``out`` (N, K) also writes r there.
+    """
+    X_t = prob.X_t
+    n = X_t.shape[1]
+    p, k = coef.shape
+    coef_t = np.ascontiguousarray(coef.T)  # (K, p)
+    block = min(_block_size(k, p), n)
+    phi = np.empty((p, block))
+    logits = np.empty((k, block))
+    col_max = np.empty(block)
+    col_sum = np.empty(block)
+    stats = np.zeros((p, k))
+    lse_sum = 0.0
+    scale_features = p <= k  # scale the narrower of (p, B) and (K, B) by 1/col_sum
+    for start in range(0, n, block):
+        xb = X_t[:, start : start + block]
+        b = xb.shape[1]
+        f, lb, mx, tot = phi[:, :b], logits[:, :b], col_max[:b], col_sum[:b]
+        _features(xb, prob.iu, f)
+        np.matmul(coef_t, f, out=lb)  # log rho, (K, B)
+        np.max(lb, axis=0, out=mx)
+        lb -= mx  # log-space: the largest term is exp(0) = 1, nothing overflows
+        np.exp(lb, out=lb)
+        np.sum(lb, axis=0, out=tot)
+        lse_sum += float(mx.sum() + np.log(tot).sum())
+        np.divide(1.0, tot, out=tot)
+        if scale_features and out is None:
+            f *= tot
+        else:
+            lb *= tot
+        stats += f @ lb.T
+        if out is not None:
+            out[start : start + b] = lb.T
+    return np.ascontiguousarray(stats.T), lse_sum
+
+
+def _m_step(prob: _Problem, stats: np.ndarray):
+    """q(pi), q(mu, Lambda) from the statistics of r (10.58, 10.60-10.63)."""
+    d = prob.X.shape[1]
+    n_k, s1, s2 = _unpack_statistics(stats, d, prob.iu)
+    alpha = prob.alpha0 + n_k  # 10.58
+    beta = prob.beta0 + n_k  # 10.60
+    m = (prob.beta0 * prob.m0 + s1) / beta[:, None]  # 10.61
+    # 10.62 as W_k^-1 = W0^-1 + N_k S_k + beta0 N_k/(beta0 + N_k) (xbar_k - m0)(xbar_k - m0)^T
+    #               = W0^-1 + sum_n r_nk x_n x_n^T + beta0 m0 m0^T - beta_k m_k m_k^T,
+    # which needs no xbar_k = (sum r x) / N_k and so stays finite as N_k -> 0.
+    W_inv = (prob.W0_inv + s2 + prob.beta0 * np.outer(prob.m0, prob.m0)
+             - beta[:, None, None] * np.einsum("ka,kb->kab", m, m))
+    W_inv = 0.5 * (W_inv + np.swapaxes(W_inv, 1, 2))
+    # 10.63 reads nu_k = nu0 + N_k + 1 in early printings of PRML; the erratum (and the
+    # derivation from 10.59) gives nu0 + N_k.
+    nu = prob.nu0 + n_k
+    try:
+        W_inv_chol = np.linalg.cholesky(W_inv)
+    except np.linalg.LinAlgError:
+        raise RestartFailed(
+            "a W_k^-1 lost positive definiteness to rounding; rescale the data or use a "
+            "larger W0^-1 (smaller W0)"
+        ) from None
+    return alpha, beta, m, W_inv_chol, nu
+
+
+def _state(prob: _Problem, alpha, beta, m, W_inv_chol, nu) -> VBState:
+    ex = _expectations(alpha, nu, W_inv_chol)
+    coef = _log_rho_coefficients(beta, m, nu, ex, prob.iu)
+    stats, lse_sum = _e_step(prob, coef)
+    return VBState(alpha, beta, m, W_inv_chol, nu, stats, lse_sum)
+
+
+def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Generator):
+    """Hard-assign every point to the nearest of K seeds (kmeans++ or random points), take
+    the M-step of those one-hot responsibilities, then the E-step."""
+    X, X_t = prob.X, prob.X_t
+    n = X.shape[0]
+    centres = initial_means(X, n_components, init, rng)
+    stats = np.zeros((prob.n_features, n_components))
+    block = min(_block_size(n_components, prob.n_features), n)
+    phi = np.empty((prob.n_features, block))
+    sq_centres = np.einsum("kd,kd->k", centres, centres)
+    components = np.arange(n_components)[:, None]
+    for start in range(0, n, block):
+        xb = X_t[:, start : start + block]
+        f = _features(xb, prob.iu, phi[:, : xb.shape[1]])
+        labels = np.argmin(sq_centres[:, None] - 2.0 * centres @ xb, axis=0)
+        stats += f @ (labels == components).T.astype(float)
+    stats = stats.T
+    return _state(prob, *_m_step(prob, stats))
+
+
+def step(prob: _Problem, state: VBState) -> VBState:
+    """One VB sweep: the M-step (10.58-10.63) from r's statistics, then the E-step."""
+    return _state(prob, *_m_step(prob, state.stats))
+
+
+# ----------------------------------------------------------------------------- bound
+def _log_B(log_det_W, nu, d):
+    """ln B(W, nu), the Wishart normaliser (B.79)."""
+    return -0.5 * nu * log_det_W - 0.5 * nu * d * np.log(2.0) - multigammaln(0.5 * nu, d)
+
+
+def _log_C(alpha):
+    """ln C(alpha), the Dirichlet normaliser (B.23)."""
+    return gammaln(np.sum(alpha)) - np.sum(gammaln(alpha))
+
+
+def _parameter_terms(prob: _Problem, alpha, beta, m, nu, ex: _Expectations) -> float:
+    """E[ln p(pi)] + E[ln p(mu, Lambda)] - E[ln q(pi)] - E[ln q(mu, Lambda)]
+    (10.73 + 10.74 - 10.76 - 10.77), every constant included."""
+    k, d = m.shape
+    beta0, nu0, alpha0 = prob.beta0, prob.nu0, prob.alpha0
+    diff = m - prob.m0
+    maha = np.einsum("ka,kab,kb->k", diff, ex.W, diff)
+    trace = np.einsum("ab,kba->k", prob.W0_inv, ex.W)
+    log_p_pi = _log_C(np.full(k, alpha0)) + (alpha0 - 1.0) * ex.e_log_pi.sum()  # 10.73
+    log_p_mu_lambda = (  # 10.74
+        0.5 * np.sum(d * np.log(beta0 / (2 * np.pi)) + ex.e_log_det - d * beta0 / beta
+                     - beta0 * nu * maha)
+        + k * _log_B(prob.log_det_W0, nu0, d)
+        + 0.5 * (nu0 - d - 1.0) * ex.e_log_det.sum()
+        - 0.5 * np.sum(nu * trace)
+    )
+    log_q_pi = np.sum((alpha - 1.0) * ex.e_log_pi) + _log_C(alpha)  # 10.76
+    entropy_lambda = (-_log_B(ex.log_det_W, nu, d) - 0.5 * (nu - d - 1.0) * ex.e_log_det
+                      + 0.5 * nu * d)  # B.82
+    log_q_mu_lambda = np.sum(  # 10.77
+        0.5 * ex.e_log_det + 0.5 * d * np.log(beta / (2 * np.pi)) - 0.5 * d - entropy_lambda
+    )
+    return float(log_p_pi + log_p_mu_lambda - log_q_pi - log_q_mu_lambda)
+
+
+def elbo(prob: _Problem, state: VBState) -> float:
+    """The full bound (10.70-10.77) in nats, every constant included, exact for the state.
+
+    For r = softmax(log rho), 10.71 + 10.72 - 10.75 = sum_n logsumexp_k log rho_nk, the
+    state's ``lse_sum``; the other terms need only the variational parameters.
+    """
+    ex = _expectations(state.alpha, state.nu, state.W_inv_chol)
+    return state.lse_sum + _parameter_terms(prob, state.alpha, state.beta, state.m, state.nu, ex)
+
+
+def elbo_at(model: BayesianGMM, X, params: dict[str, np.ndarray]) -> float:
+    """The bound at given variational parameters, with q(z) set to its optimum (10.49).
+
+    Parameters
+    ----------
+    model : BayesianGMM
+        Data-dependent priors are resolved against ``X``.
+    X : array_like, shape (N, D)
+    params : dict
+        Bishop's notation: ``alpha`` (K,), ``beta`` (K,), ``m`` (K, D), ``W`` (K, D, D),
+        ``nu`` (K,); e.g. ``Fit.variational_params`` or scikit-learn's fitted attributes.
+
+    Returns
+    -------
+    float
+        ELBO in nats (10.70).
+    """
+    X = model.check_data(X, min_points=2)
+    model = model.resolve(X)
+    prob = _problem(model, X)
+    W = np.asarray(params["W"], dtype=float)
+    W_inv = np.linalg.inv(W)
+    state = _state(
+        prob, np.asarray(params["alpha"], dtype=float), np.asarray(params["beta"], dtype=float),
+        np.asarray(params["m"], dtype=float) - prob.centre,
+        np.linalg.cholesky(0.5 * (W_inv + np.swapaxes(W_inv, 1, 2))),
+        np.asarray(params["nu"], dtype=float),
+    )
+    return elbo(prob, state)
+
+
+# ----------------------------------------------------------------------------- posterior
+class BishopPosterior:
+    """q(pi) q(mu, Lambda) of Bishop's VB (implements ``gmmkit.result.Posterior``)."""
+
+    is_point_estimate = False
+
+    def __init__(self, model: BayesianGMM, centre, alpha, beta, m, W_inv_chol, nu) -> None:
+        self.model = model
+        self.n_components = model.n_components
+        self._centre = np.array(centre, dtype=float)
+        self.alpha = np.array(alpha, dtype=float)
+        self.beta = np.array(beta, dtype=float)
+        self._m_centred = np.array(m, dtype=float)
+        self._W_inv_chol = np.array(W_inv_chol, dtype=float)
+        self.nu = np.array(nu, dtype=float)
+        self._ex = _expectations(self.alpha, self.nu, self._W_inv_chol)
+        self._d = self._m_centred.shape[1]
+
+    @property
+    def m(self) -> np.ndarray:
+        return self._m_centred + self._centre
+
+    @property
+    def W(self) -> np.ndarray:
+        return self._ex.W.copy()
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {"alpha": self.alpha.copy(), "beta": self.beta.copy(), "m": self.m,
+                "W": self.W, "nu": self.nu.copy()}
+
+    def point_estimates(self) -> dict[str, np.ndarray]:
+        """E[pi_k] = alpha_k / sum(alpha); E[mu_k] = m_k; covariances (nu_k W_k)^-1 =
+        E[Lambda_k]^-1, scikit-learn's ``covariances_`` (E[Lambda_k^-1] is infinite for
+        nu_k <= D + 1, e.g. an empty component with the default nu0 = D)."""
+        covariances = np.einsum(
+            "kba,kca->kbc", self._W_inv_chol, self._W_inv_chol
+        ) / self.nu[:, None, None]
+        return {"weights": self.alpha / self.alpha.sum(), "means": self.m,
+                "covariances": covariances}
+
+    def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
+        """E-step responsibilities for new points (10.46-10.49), in log space, (N, K)."""
+        xc = np.asarray(x, dtype=float) - self._centre
+        iu = np.triu_indices(self._d)
+        coef = _log_rho_coefficients(self.beta, self._m_centred, self.nu, self._ex, iu)
+        phi = _features(np.ascontiguousarray(xc.T), iu, np.empty((coef.shape[0], xc.shape[0])))
+        log_rho = (coef.T @ phi).T
+        return log_rho - logsumexp(log_rho, axis=1, keepdims=True)
+
+    def log_predictive(self, x: np.ndarray) -> np.ndarray:
+        """log p(x | X), the Student-t mixture (10.81-10.82), shape (N,):
+
+        p(x | X) = sum_k (alpha_k / alpha_hat) St(x | m_k, L_k, nu_k + 1 - D),
+        L_k = (nu_k + 1 - D) beta_k / (1 + beta_k) W_k.
+        """
+        xc = np.asarray(x, dtype=float) - self._centre
+        d = self._d
+        dof = self.nu + 1.0 - d
+        scale = dof * self.beta / (1.0 + self.beta)
+        # Upper factor P_k with P_k P_k^T = L_k: W_k = U^T U with U = (W_k^-1 chol)^-1.
+        inv_chol = np.linalg.inv(self._W_inv_chol)
+        prec_chol = np.sqrt(scale)[:, None, None] * np.swapaxes(inv_chol, 1, 2)
+        maha = mahalanobis_sq(xc, self._m_centred, prec_chol)  # (N, K)
+        log_det_L = d * np.log(scale) + self._ex.log_det_W
+        log_t = (gammaln(0.5 * (dof + d)) - gammaln(0.5 * dof) + 0.5 * log_det_L
+                 - 0.5 * d * np.log(dof * np.pi) - 0.5 * (dof + d) * np.log1p(maha / dof))
+        log_w = np.log(self.alpha) - np.log(self.alpha.sum())
+        return logsumexp(log_w + log_t, axis=1)
+
+    def _draw_components(self, n_draws: int, rng: np.random.Generator):
+        """pi ~ Dir(alpha); Lambda_k ~ W(W_k, nu_k) by Bartlett; mu_k ~ N(m_k, (beta_k
+        Lambda_k)^-1).  Returns weights (S, K), means (S, K, D) and F (S, K, D, D), the
+        lower-triangular factor with Lambda = F F^T."""
+        k, d = self.n_components, self._d
+        weights = rng.dirichlet(self.alpha, size=n_draws)
+        chol_W = np.linalg.cholesky(self._ex.W)  # (K, D, D) lower
+        a = np.zeros((n_draws, k, d, d))
+        dof = self.nu[None, :, None] - np.arange(d)[None, None, :]
+        diag = np.sqrt(rng.chisquare(np.broadcast_to(dof, (n_draws, k, d))))
+        a[:, :, np.arange(d), np.arange(d)] = diag
+        rows, cols = np.tril_indices(d, -1)
+        a[:, :, rows, cols] = rng.standard_normal((n_draws, k, rows.size))
+        F = np.matmul(chol_W[None], a)  # Lambda = (L A)(L A)^T, Bartlett (1933)
+        z = rng.standard_normal((n_draws, k, d, 1))
+        # mu = m + (F^T)^-1 z / sqrt(beta): covariance (beta F F^T)^-1.
+        offset = np.linalg.solve(np.swapaxes(F, -1, -2), z)[..., 0]
+        means = self.m[None] + offset / np.sqrt(self.beta)[None, :, None]
+        return weights, means, F
+
+    def draw(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        weights, means, F = self._draw_components(n_draws, rng)
+        d = self._d
+        F_inv = np.linalg.solve(F, np.broadcast_to(np.eye(d), F.shape))
+        covariances = np.swapaxes(F_inv, -1, -2) @ F_inv  # Lambda^-1 = F^-T F^-1
+        return {"weights": weights[None], "means": means[None],
+                "covariances": covariances[None]}
+
+    def log_importance_weights(
+        self, x: np.ndarray, n_draws: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """log p(x, theta_s) - log q(theta_s) for theta_s ~ q, shape (n_draws,), with z
+        summed out of p (draws taken with :meth:`draw`, so a replay with the same rng
+        gives the same theta)."""
+        from scipy import stats
+
+        draws = {key: value[0] for key, value in self.draw(n_draws, rng).items()}
+        log_p = self.model.log_joint(x, draws)
+        weights, means, covs = draws["weights"], draws["means"], draws["covariances"]
+        log_q = stats.dirichlet(self.alpha).logpdf(weights.T)  # (S,)
+        for j in range(self.n_components):  # K components; draws vectorised
+            log_q = log_q + _log_normal_wishart_q(
+                means[:, j], covs[:, j], self.m[j], self.beta[j], self._ex.W[j],
+                self.nu[j], self._ex.log_det_W[j],
+            )
+        return log_p - log_q
+
+
+def _log_normal_wishart_q(means, covs, m, beta, W, nu, log_det_W):
+    """log N(mu | m, (beta Lambda)^-1) + log W(Lambda | W, nu) for S draws of
+    (mu (S, D), Sigma = Lambda^-1 (S, D, D))."""
+    d = m.shape[0]
+    chol = np.linalg.cholesky(covs)
+    log_det_lambda = -2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
+    inv_chol = np.linalg.solve(chol, np.broadcast_to(np.eye(d), chol.shape))
+    lam = np.swapaxes(inv_chol, -1, -2) @ inv_chol
+    W_inv = np.linalg.inv(W)
+    trace = np.einsum("ab,sba->s", W_inv, lam)
+    log_wishart = (_log_B(log_det_W, nu, d) + 0.5 * (nu - d - 1.0) * log_det_lambda
+                   - 0.5 * trace)
+    diff = means - m
+    maha = np.einsum("sa,sab,sb->s", diff, lam, diff)
+    log_normal = (0.5 * d * np.log(beta / (2 * np.pi)) + 0.5 * log_det_lambda
+                  - 0.5 * beta * maha)
+    return log_wishart + log_normal
+
+
+# ----------------------------------------------------------------------------- fit
+def fit_vb(
+    model: BayesianGMM,
+    X: np.ndarray,
+    *,
+    seed: int,
+    n_init: int,
+    init: str,
+    tol: float,
+    max_iter: int,
+    progress: bool,
+) -> Fit:
+    """Bishop's VB with restarts through the shared loop; ``X`` is already validated.
+
+    ``Fit.model`` is the model with its data-dependent priors resolved against ``X``.
+    """
+    model = model.resolve(X)
+    prob = _problem(model, X)
+    rng = np.random.default_rng(seed)
+    run = coordinate_ascent(
+        init=lambda r: init_state(prob, model.n_components, init, r),
+        step=lambda s: step(prob, s),
+        objective=lambda s: elbo(prob, s),
+        rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress,
+        label="VB",
+    )
+    state = run.state
+    ex = _expectations(state.alpha, state.nu, state.W_inv_chol)
+    coef = _log_rho_coefficients(state.beta, state.m, state.nu, ex, prob.iu)
+    responsibilities = np.empty((X.shape[0], model.n_components))
+    _e_step(prob, coef, out=responsibilities)
+    return Fit(
+        method="cavi",
+        model=model,
+        data=X,
+        posterior=BishopPosterior(model, prob.centre, state.alpha, state.beta, state.m,
+                                  state.W_inv_chol, state.nu),
+        responsibilities=responsibilities,
+        elbo=float(run.trace[-1]),
+        elbo_trace=run.trace,
+        converged=run.converged,
+        n_iter=run.n_iter,
+        elapsed_s=run.elapsed_s,
+        seed=seed,
+        restart_elbos=run.restart_objectives,
+        time_trace=run.time_trace,
+        restart_failures=run.restart_failures,
+    )

@@ -1,0 +1,418 @@
+"""Bishop's Bayesian Gaussian mixture (PRML §10.2): Dirichlet weights, Gaussian-Wishart
+components.
+
+    pi                ~ Dir(alpha0 1_K)                                   (PRML 10.39)
+    Lambda_k          ~ Wishart(W0, nu0)                                  (PRML 10.40)
+    mu_k | Lambda_k   ~ N(m0, (beta0 Lambda_k)^-1)                        (PRML 10.40)
+    z_n | pi          ~ Cat(pi)                                           (PRML 10.37)
+    x_n | z_n = k     ~ N(mu_k, Lambda_k^-1)                              (PRML 10.38)
+
+The Wishart is parametrised as in Bishop (B.78): E[Lambda] = nu W.
+
+Data-dependent defaults (used when a prior is left as ``None``; :meth:`BayesianGMM.resolve`
+fills them in from the data, and every fit records the resolved model):
+
+* ``alpha0 = 1 / K`` (scikit-learn's default ``weight_concentration_prior``);
+* ``m0`` = the data mean;
+* ``W0 = S^-1`` with S the sample covariance (ddof = 1), so that E[Lambda_k] = nu0 S^-1:
+  scikit-learn's ``covariance_prior`` convention.  When S is singular (a constant or
+  collinear column), ``S + eps I`` with ``eps = 1e-6 tr(S) / D`` (or 1e-6 if S = 0) is
+  used instead, which keeps the prior proper;
+* ``nu0 = D``.
+
+Because m0 and W0 follow the data, translating the data translates the fit and leaves the
+ELBO unchanged exactly; with an explicit ``m0`` it does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy.special import gammaln, multigammaln
+
+from gmmkit._validation import (
+    check_choice,
+    check_finite_array,
+    check_int,
+    check_multivariate_data,
+    check_positive,
+)
+from gmmkit.models.base import MixtureData, check_enumerable, enumerate_assignments
+from gmmkit.models.mixture import COVARIANCE_TYPES, GaussianMixture
+
+__all__ = ["BayesianGMM", "normal_wishart_log_marginal"]
+
+_LOG_PI = np.log(np.pi)
+_PLANNED_COVARIANCE_TYPES = ("diag", "spherical", "tied")
+#: Relative ridge added to a singular data covariance for the default W0 (see module doc).
+_DEFAULT_RIDGE = 1e-6
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=float)
+    a.setflags(write=False)
+    return a
+
+
+def _check_scale_matrix(W0: Any) -> np.ndarray:
+    W0 = check_finite_array("W0", W0)
+    if W0.ndim == 0:
+        W0 = W0.reshape(1, 1)
+    if W0.ndim != 2 or W0.shape[0] != W0.shape[1]:
+        raise ValueError(f"W0 must be a square (D, D) matrix, got an array of shape {W0.shape}")
+    if not np.allclose(W0, W0.T, rtol=1e-10, atol=0.0):
+        raise ValueError("W0 must be symmetric positive definite, got a non-symmetric matrix")
+    try:
+        np.linalg.cholesky(W0)
+    except np.linalg.LinAlgError:
+        eig = np.linalg.eigvalsh(W0).min()
+        raise ValueError(
+            "W0 must be symmetric positive definite, got a matrix with smallest eigenvalue "
+            f"{eig:.3g} (singular or indefinite)"
+        ) from None
+    return 0.5 * (W0 + W0.T)
+
+
+@dataclass(frozen=True, eq=False)
+class BayesianGMM:
+    """Bishop's Bayesian GMM (PRML §10.2), fitted by ``gmmkit.fit(model, X, "cavi")``.
+
+    Parameters
+    ----------
+    n_components : int
+        K >= 1.  Superfluous components are switched off by the fit when ``alpha0`` is
+        small (their E[pi_k] goes to ~0).
+    alpha0 : float, optional
+        Symmetric Dirichlet concentration, > 0.  Default 1 / K.
+    beta0 : float
+        Scale of the mean's prior precision, > 0.  Default 1.
+    m0 : array_like, shape (D,), optional
+        Prior mean of every component mean.  Default: the data mean.
+    W0 : array_like, shape (D, D), optional
+        Wishart scale matrix, symmetric positive definite.  Default: the inverse sample
+        covariance of the data (see the module docstring).
+    nu0 : float, optional
+        Wishart degrees of freedom, > D - 1.  Default D.
+    covariance : {"full"}
+        Covariance structure; "diag", "spherical" and "tied" are planned.
+
+    Notes
+    -----
+    A model with ``None`` priors is resolved against the data at fit time
+    (:meth:`resolve`); ``Fit.model`` is the resolved model.
+    """
+
+    n_components: int
+    alpha0: float | None = None
+    beta0: float = 1.0
+    m0: Any = None
+    W0: Any = None
+    nu0: float | None = None
+    covariance: str = "full"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "n_components", check_int("n_components", self.n_components, 1))
+        if self.covariance in _PLANNED_COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance {self.covariance!r} is not implemented yet; expected 'full'"
+            )
+        check_choice("covariance", self.covariance, COVARIANCE_TYPES)
+        if self.alpha0 is not None:
+            set_(self, "alpha0", check_positive("alpha0", self.alpha0))
+        set_(self, "beta0", check_positive("beta0", self.beta0))
+        if self.m0 is not None:
+            m0 = check_finite_array("m0", self.m0)
+            if m0.ndim == 0:
+                m0 = m0.reshape(1)
+            if m0.ndim != 1:
+                raise ValueError(f"m0 must have shape (D,), got an array of shape {m0.shape}")
+            set_(self, "m0", _readonly(m0))
+        if self.W0 is not None:
+            set_(self, "W0", _readonly(_check_scale_matrix(self.W0)))
+        if self.m0 is not None and self.W0 is not None and self.W0.shape[0] != self.m0.shape[0]:
+            raise ValueError(
+                f"W0 must be ({self.m0.shape[0]}, {self.m0.shape[0]}) to match m0 of shape "
+                f"{self.m0.shape}, got shape {self.W0.shape}"
+            )
+        if self.nu0 is not None:
+            nu0 = check_positive("nu0", self.nu0)
+            d = self._known_dim()
+            if d is not None and nu0 <= d - 1:
+                raise ValueError(f"nu0 must be > D - 1 = {d - 1} for D = {d}, got {nu0!r}")
+            set_(self, "nu0", nu0)
+
+    # ------------------------------------------------------------------ identity
+    def _known_dim(self) -> int | None:
+        for value in (self.m0, self.W0):
+            if value is not None:
+                return int(np.shape(value)[0])
+        return None
+
+    def _key(self) -> tuple:
+        def arr(a):
+            return None if a is None else (a.shape, a.tobytes())
+
+        return (self.n_components, self.alpha0, self.beta0, arr(self.m0), arr(self.W0),
+                self.nu0, self.covariance)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BayesianGMM) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        def fmt(v):
+            if v is None:
+                return "None"
+            if isinstance(v, np.ndarray):
+                return np.array2string(v, precision=4, separator=", ").replace("\n", "")
+            return f"{v:g}"
+
+        return (
+            f"BayesianGMM(n_components={self.n_components}, alpha0={fmt(self.alpha0)}, "
+            f"beta0={fmt(self.beta0)}, m0={fmt(self.m0)}, W0={fmt(self.W0)}, "
+            f"nu0={fmt(self.nu0)})"
+        )
+
+    #: Canonical posterior variables and their dims after (chain, draw).
+    parameter_dims = GaussianMixture.parameter_dims
+    #: Methods of ``gmmkit.fit`` that apply ("cavi" is Bishop's VB).
+    methods = ("cavi", "advi", "fullrank_advi", "nuts", "smc")
+    #: Fewest points a fit needs: the default W0 needs a sample covariance.
+    min_points = 2
+
+    @property
+    def is_resolved(self) -> bool:
+        """True when every prior is concrete (no data-dependent default left)."""
+        return None not in (self.alpha0, self.m0, self.W0, self.nu0)
+
+    def to_dict(self) -> dict[str, Any]:
+        def lst(v):
+            return None if v is None else np.asarray(v).tolist()
+
+        return {
+            "model": "bayesian", "n_components": self.n_components, "alpha0": self.alpha0,
+            "beta0": self.beta0, "m0": lst(self.m0), "W0": lst(self.W0), "nu0": self.nu0,
+            "covariance": self.covariance,
+        }
+
+    def check_data(
+        self, x: Any, *, n_features: int | None = None, min_points: int = 1, name: str = "X"
+    ) -> np.ndarray:
+        """Validate data: finite, shape (N, D) (an (N,) array is read as D = 1)."""
+        if n_features is None:
+            n_features = self._known_dim()
+        return check_multivariate_data(x, name=name, min_points=min_points,
+                                       n_features=n_features)
+
+    def resolve(self, X: Any) -> BayesianGMM:
+        """The same model with every ``None`` prior replaced by its data-dependent default.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        BayesianGMM
+            With concrete ``alpha0``, ``m0`` (D,), ``W0`` (D, D) and ``nu0``.
+        """
+        X = self.check_data(X, min_points=1 if self.W0 is not None else 2)
+        d = X.shape[1]
+        changes: dict[str, Any] = {}
+        if self.alpha0 is None:
+            changes["alpha0"] = 1.0 / self.n_components
+        if self.m0 is None:
+            changes["m0"] = X.mean(axis=0)
+        if self.W0 is None:
+            cov = np.atleast_2d(np.cov(X, rowvar=False))
+            try:
+                np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                # A constant or collinear column: a small ridge keeps the prior proper.
+                ridge = _DEFAULT_RIDGE * (np.trace(cov) / d if np.trace(cov) > 0 else 1.0)
+                cov = cov + ridge * np.eye(d)
+            chol = np.linalg.cholesky(cov)
+            inv_chol = np.linalg.solve(chol, np.eye(d))  # triangular, D x D
+            changes["W0"] = inv_chol.T @ inv_chol
+        if self.nu0 is None:
+            changes["nu0"] = float(d)
+        elif self.nu0 <= d - 1:
+            raise ValueError(f"nu0 must be > D - 1 = {d - 1} for D = {d}, got {self.nu0!r}")
+        return replace(self, **changes) if changes else self
+
+    # ------------------------------------------------------------------ PyMC
+    def to_pymc(self, X: Any):
+        """The same model as a ``pm.Model`` with z summed out (PyMC is imported here only).
+
+        Variables ``weights`` (component), ``means`` (component, feature), ``precisions``
+        and ``covariances`` (component, feature, feature_bis); Lambda_k is built by the
+        Bartlett decomposition so every free variable has a transform.
+        """
+        from gmmkit.models.pymc_graphs import bayesian_gmm_graph
+
+        X = self.check_data(X, min_points=1)
+        return bayesian_gmm_graph(self.resolve(X), X)
+
+    # ------------------------------------------------------------------ densities
+    def pointwise_log_likelihood(self, x: Any, draws: dict[str, np.ndarray]) -> np.ndarray:
+        """log p(x_i | theta) for every draw, shape (..., N); see
+        :meth:`GaussianMixture.pointwise_log_likelihood`."""
+        return GaussianMixture(self.n_components).pointwise_log_likelihood(
+            self.check_data(x), draws
+        )
+
+    def log_prior(self, params: dict[str, Any]) -> np.ndarray:
+        """log p(pi, mu, Lambda) with every constant, for parameters with leading batch
+        axes: ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D).
+        The model must be resolved."""
+        self._require_resolved("log_prior")
+        weights = np.asarray(params["weights"], dtype=float)
+        means = np.asarray(params["means"], dtype=float)
+        covs = np.asarray(params["covariances"], dtype=float)
+        k, d = self.n_components, self.m0.shape[0]
+        alpha0, beta0, nu0 = self.alpha0, self.beta0, self.nu0
+        # Dirichlet (B.16) in log space.
+        with np.errstate(divide="ignore"):
+            log_w = np.log(weights)
+        log_dir = (gammaln(k * alpha0) - k * gammaln(alpha0)
+                   + np.sum((alpha0 - 1.0) * log_w, axis=-1))
+        chol_cov = np.linalg.cholesky(covs)  # Sigma = L L^T; Lambda = L^-T L^-1
+        log_det_lambda = -2.0 * np.log(np.diagonal(chol_cov, axis1=-2, axis2=-1)).sum(-1)
+        eye = np.broadcast_to(np.eye(d), chol_cov.shape)
+        inv_chol = np.linalg.solve(chol_cov, eye)  # L^-1, so Lambda = inv_chol^T inv_chol
+        # Wishart (B.78): B(W0, nu0) |Lambda|^((nu0-D-1)/2) exp(-tr(W0^-1 Lambda)/2).
+        w0_chol = np.linalg.cholesky(self.W0)
+        w0_inv_chol = np.linalg.solve(w0_chol, np.eye(d))
+        w0_inv = w0_inv_chol.T @ w0_inv_chol
+        trace = np.einsum("ab,...kcb,...kca->...k", w0_inv, inv_chol, inv_chol)
+        log_det_w0 = 2.0 * np.log(np.diag(w0_chol)).sum()
+        log_b = -0.5 * nu0 * log_det_w0 - 0.5 * nu0 * d * np.log(2.0) - multigammaln(0.5 * nu0, d)
+        log_wishart = log_b + 0.5 * (nu0 - d - 1.0) * log_det_lambda - 0.5 * trace
+        # N(mu_k | m0, (beta0 Lambda_k)^-1).
+        y = np.einsum("...kab,...kb->...ka", inv_chol, means - self.m0)
+        log_normal = (0.5 * d * np.log(beta0 / (2 * np.pi)) + 0.5 * log_det_lambda
+                      - 0.5 * beta0 * np.sum(y * y, axis=-1))
+        return log_dir + np.sum(log_wishart + log_normal, axis=-1)
+
+    def log_joint(self, X: Any, params: dict[str, Any]) -> np.ndarray:
+        """log p(X, pi, mu, Lambda) with z summed out and every constant included.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        params : dict
+            ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D),
+            with any leading batch axes.  Data-dependent priors are resolved against X.
+
+        Returns
+        -------
+        ndarray, shape (...)
+        """
+        X = self.check_data(X)
+        model = self.resolve(X)
+        loglik = model.pointwise_log_likelihood(X, params).sum(axis=-1)
+        return model.log_prior(params) + loglik
+
+    def exact_log_evidence(self, X: Any) -> float:
+        """log p(X) by enumerating all K**N assignments (an oracle for tiny data).
+
+        For each assignment, p(X | z) is a product over clusters of closed-form
+        Normal-Wishart marginal likelihoods (:func:`normal_wishart_log_marginal`), and
+        p(z) is the Dirichlet-multinomial probability of the sequence z.  Data-dependent
+        priors are resolved against X first.
+        """
+        X = self.check_data(X, min_points=1)
+        n = X.shape[0]
+        k = self.n_components
+        check_enumerable(n, k)
+        model = self.resolve(X)
+        alpha0 = model.alpha0
+        xx = np.einsum("nd,ne->nde", X, X)
+        blocks = []
+        for z in enumerate_assignments(n, k):
+            onehot = (z[:, :, None] == np.arange(k)).astype(float)  # (B, N, K)
+            counts = onehot.sum(axis=1)  # (B, K)
+            s1 = np.einsum("bnk,nd->bkd", onehot, X)
+            s2 = np.einsum("bnk,nde->bkde", onehot, xx)
+            log_lik = normal_wishart_log_marginal(
+                counts, s1, s2, model.beta0, model.m0, model.W0, model.nu0
+            ).sum(axis=1)
+            log_prior_z = (gammaln(k * alpha0) - gammaln(n + k * alpha0)
+                           + np.sum(gammaln(counts + alpha0) - gammaln(alpha0), axis=1))
+            blocks.append(log_lik + log_prior_z)
+        values = np.concatenate(blocks)
+        top = values.max()
+        return float(top + np.log(np.exp(values - top).sum()))
+
+    def sample(self, n: int, seed: int | np.random.Generator | None = None, *,
+               n_features: int | None = None) -> MixtureData:
+        """Draw pi, mu, Lambda from the prior, then ``n`` points.
+
+        The priors must be concrete (m0 and W0 given, or a resolved model); returns data,
+        labels and the true ``means``, ``weights`` and ``covariances``.
+        """
+        self._require_resolved("sample")
+        n = check_int("n", n, 1)
+        rng = np.random.default_rng(seed)
+        k, d = self.n_components, self.m0.shape[0]
+        weights = rng.dirichlet(np.full(k, self.alpha0))
+        from scipy import stats
+
+        precisions = np.atleast_3d(
+            stats.wishart(df=self.nu0, scale=self.W0).rvs(size=k, random_state=rng)
+        ).reshape(k, d, d)
+        covariances = np.linalg.inv(precisions)
+        means = np.stack([
+            rng.multivariate_normal(self.m0, covariances[j] / self.beta0) for j in range(k)
+        ])
+        labels = rng.choice(k, size=n, p=weights / weights.sum())
+        chol = np.linalg.cholesky(covariances)
+        X = means[labels] + np.einsum("nde,ne->nd", chol[labels], rng.standard_normal((n, d)))
+        return MixtureData(x=X, labels=labels, means=means, weights=weights,
+                           covariances=covariances)
+
+    def _require_resolved(self, what: str) -> None:
+        if self.m0 is None or self.W0 is None or self.alpha0 is None or self.nu0 is None:
+            raise ValueError(
+                f"{what} needs concrete priors: pass m0, W0 (and alpha0, nu0) or call "
+                "model.resolve(X) first"
+            )
+
+
+def normal_wishart_log_marginal(
+    counts: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+    beta0: float, m0: np.ndarray, W0: np.ndarray, nu0: float,
+) -> np.ndarray:
+    """log p(X_k) for points sharing one Normal-Wishart(m0, beta0, W0, nu0) component.
+
+    With n points, sum s1 = sum x and scatter s2 = sum x x^T (Murphy 2007, eq. 266, in
+    Bishop's Wishart parametrisation):
+
+        p(X_k) = pi^(-nD/2) Gamma_D(nu_n/2) / Gamma_D(nu0/2) |W_n|^(nu_n/2) / |W0|^(nu0/2)
+                 (beta0 / beta_n)^(D/2),
+        beta_n = beta0 + n, nu_n = nu0 + n, m_n = (beta0 m0 + s1) / beta_n,
+        W_n^-1 = W0^-1 + s2 + beta0 m0 m0^T - beta_n m_n m_n^T.
+
+    Shapes: ``counts`` (...,), ``s1`` (..., D), ``s2`` (..., D, D); returns (...).
+    """
+    counts = np.asarray(counts, dtype=float)
+    d = m0.shape[0]
+    beta_n = beta0 + counts
+    nu_n = nu0 + counts
+    m_n = (beta0 * m0 + s1) / beta_n[..., None]
+    w0_inv = np.linalg.inv(W0)
+    w_n_inv = (w0_inv + s2 + beta0 * np.outer(m0, m0)
+               - beta_n[..., None, None] * np.einsum("...a,...b->...ab", m_n, m_n))
+    logdet_w_n_inv = np.linalg.slogdet(w_n_inv)[1]
+    logdet_w0 = np.linalg.slogdet(W0)[1]
+    return (
+        -0.5 * counts * d * _LOG_PI
+        + multigammaln(0.5 * nu_n, d) - multigammaln(0.5 * nu0, d)
+        - 0.5 * nu_n * logdet_w_n_inv - 0.5 * nu0 * logdet_w0
+        + 0.5 * d * (np.log(beta0) - np.log(beta_n))
+    )
