@@ -149,6 +149,34 @@ BAD_INPUT = [
     pytest.param(["fit", "{d}/good.csv", "--out", "{d}/busy"], "exists and is not empty",
                  id="busy-output"),
     pytest.param(["fit", "{d}/good.csv", "--alpha0", "-1"], "alpha0", id="bad-prior"),
+    pytest.param(["compare", "{d}/good.csv", "--methods", "cavi,gibbs"],
+                 r"unknown method\(s\) 'gibbs'", id="compare-unknown-method"),
+    pytest.param(["compare", "{d}/good.csv", "--methods", "cavi,cavi"], "given twice",
+                 id="compare-repeated-method"),
+    pytest.param(["compare", "{d}/good.csv", "--methods", ","], "at least one method",
+                 id="compare-no-method"),
+    pytest.param(["compare", "{d}/good.csv", "--model", "gmm", "--methods", "em,kmeans",
+                  "--reference", "nuts"], r"--reference 'nuts' is not among --methods",
+                 id="compare-reference-not-in-methods"),
+    pytest.param(["compare", "{d}/good.csv", "--model", "gmm", "--methods", "em,nuts"],
+                 r"'nuts' does not apply to --model gmm \(GaussianMixture\)",
+                 id="compare-method-not-for-model"),
+    pytest.param(["compare", "{d}/good.csv", "--model", "univariate", "--methods", "cavi"],
+                 "needs one column", id="compare-univariate-two-columns"),
+    pytest.param(["compare", "{d}/text.csv", "--model", "gmm", "--methods", "em"],
+                 "non-numeric value 'oops'", id="compare-bad-data"),
+    pytest.param(["compare", "{d}/good.csv", "--model", "gmm", "--methods", "em",
+                  "--out", "{d}/busy"], "exists and is not empty", id="compare-busy-output"),
+    pytest.param(["sweep", "--methods", "cavi,em"], r"'em' does not apply to --model "
+                 "univariate", id="sweep-method-not-for-model"),
+    pytest.param(["sweep", "--n", "10,ten"], "--n: 'ten' is not an integer", id="sweep-bad-n"),
+    pytest.param(["sweep", "--separation", "2,wide"], "--separation: 'wide' is not a number",
+                 id="sweep-bad-separation"),
+    pytest.param(["sweep", "--n", "2", "-k", "3"], "n must be at least k", id="sweep-n-below-k"),
+    pytest.param(["sweep", "--out", "{d}/busy"], "exists and is not empty",
+                 id="sweep-busy-output"),
+    pytest.param(["demo", "--out", "{d}/busy"], "exists and is not empty",
+                 id="demo-busy-output"),
 ]
 
 
@@ -197,3 +225,110 @@ def test_help_runs_for_every_command(command):
     assert "Usage:" in result.output
     if command:
         assert "Examples:" in result.output
+
+
+# ---------------------------------------------------------------- compare and sweep
+def test_compare_gmm_em_kmeans(tmp_path):
+    out = tmp_path / "ml"
+    result = CliRunner().invoke(
+        cli, ["compare", FAITHFUL, "--standardize", "--model", "gmm", "-k", "2",
+              "--methods", "em,kmeans", "--reference", "em", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("table.csv", "summary.csv", "report.md", "elbo.png", "fit.png",
+                 "forest.png", "fits/em.nc", "fits/kmeans.nc"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    import pandas as pd
+
+    table = pd.read_csv(out / "table.csv", index_col="fit")
+    assert list(table.index) == ["em", "kmeans"]
+    # Old Faithful's two clusters are so well separated that both methods agree exactly
+    # on the hard assignments, and EM's log-likelihood is at least k-means' (the same
+    # objective at the EM optimum versus at hard assignments).
+    assert table.loc["kmeans", "ari"] == pytest.approx(1.0)
+    assert table.loc["em", "elbo"] >= table.loc["kmeans", "elbo"]
+    assert "Examples" not in result.output and "kmeans" in result.output
+    assert "(ref)" in result.output
+    assert "# Comparison of em, kmeans (reference: em)" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_compare_univariate_cavi_advi_subprocess(tmp_path):
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(-3, 1, 100), rng.normal(3, 1, 100)])
+    np.savetxt(tmp_path / "x.txt", x)
+    out = tmp_path / "cmp"
+    proc = run_gmmkit(
+        "compare", "x.txt", "--model", "univariate", "-k", "2", "--methods", "cavi,advi",
+        "--draws", "200", "--psis-draws", "500", "--no-log-likelihood", "--out", str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+
+    table = pd.read_csv(out / "table.csv", index_col="fit")
+    assert list(table.index) == ["cavi", "advi"]
+    # Without NUTS or SMC the first method is the reference; both q's give a k-hat and an
+    # importance-sampling evidence that lies above both ELBOs (up to Monte Carlo error).
+    assert table.loc["cavi", "ari"] == pytest.approx(1.0)
+    assert table.loc["advi", "ari"] > 0.95
+    assert np.isfinite(table["psis_khat"]).all()
+    assert (table["elbo"] < table["log_evidence"] + 0.5).all()
+    assert (out / "khat.png").is_file() and (out / "fits" / "advi.nc").is_file()
+    from gmmkit._arviz import from_netcdf
+
+    # --no-log-likelihood: the stored InferenceData has no pointwise log-likelihood (the
+    # group, if present, is zero-filled).
+    idata = from_netcdf(out / "fits" / "advi.nc")
+    assert "posterior" in idata.groups()
+    if "log_likelihood" in idata.groups():
+        assert not any(np.any(v.values) for v in idata.log_likelihood.data_vars.values())
+    assert "cavi (ref)" in proc.stdout
+
+
+def test_sweep_tiny(tmp_path):
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(
+        cli, ["sweep", "--methods", "cavi", "--n", "30,60", "-k", "2", "--separation",
+              "3,prior", "--seeds", "0", "--psis-draws", "100", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    from gmmkit.comparisons.sweep import SWEEP_COLUMNS
+
+    table = pd.read_csv(out / "sweep.csv")
+    assert list(table.columns) == list(SWEEP_COLUMNS)
+    assert len(table) == 4 and set(table["method"]) == {"cavi"}
+    assert sorted(table["n"].unique()) == [30, 60]
+    # "prior" is stored as a missing separation.
+    assert table["separation"].isna().sum() == 2
+    assert np.isfinite(table["elbo"]).all() and (table["ari"] <= 1).all()
+    assert (out / "sweep.png").stat().st_size > 0
+    assert "wrote" in result.output
+
+
+def test_sweep_routes_sampler_options(tmp_path, monkeypatch):
+    """--draws/--tune/--chains reach only the methods that take them."""
+    import gmmkit
+
+    seen = {}
+
+    def fake_sweep(methods, **kwargs):
+        seen.update(kwargs, methods=methods)
+        from gmmkit.comparisons.sweep import sweep
+
+        return sweep(["cavi"], n=20, k=2, separation=3.0, evidence=False)
+
+    monkeypatch.setattr(gmmkit, "sweep", fake_sweep)
+    result = CliRunner().invoke(
+        cli, ["sweep", "--methods", "cavi,advi,nuts,smc", "--draws", "50", "--tune", "40",
+              "--chains", "1", "--out", str(tmp_path / "s"), "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["methods"] == ["cavi", "advi", "nuts", "smc"]
+    assert seen["fit_options"] == {
+        "advi": {"draws": 50},
+        "nuts": {"draws": 50, "tune": 40, "chains": 1},
+        "smc": {"draws": 50, "chains": 1},
+    }

@@ -32,6 +32,7 @@ from gmmkit.models.base import MixtureData
 __all__ = [
     "COVARIANCE_TYPES",
     "GaussianMixture",
+    "batched_log_likelihood",
     "check_gmm_parameters",
     "gmm_log_responsibilities",
     "gmm_logpdf",
@@ -219,6 +220,50 @@ def gmm_sample(
     return X, labels
 
 
+def batched_log_likelihood(
+    X: np.ndarray, weights: Any, means: Any, covariances: Any
+) -> np.ndarray:
+    """log p(x_n | theta_s) for many parameter sets at once, shape (..., N).
+
+    ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D) share
+    their leading axes (typically (chain, draw)).  Vectorised over draws, points and
+    components, in blocks of draws that bound the working memory at about 2e6 floats;
+    the covariances are factored by batched Cholesky, and only the small triangular
+    factors are inverted.
+    """
+    weights = np.asarray(weights, dtype=float)
+    means = np.asarray(means, dtype=float)
+    covariances = np.asarray(covariances, dtype=float)
+    batch = weights.shape[:-1]
+    k = weights.shape[-1]
+    n, d = X.shape
+    flat_w = weights.reshape(-1, k)
+    flat_m = means.reshape(-1, k, d)
+    flat_c = covariances.reshape(-1, k, d, d)
+    out = np.empty((flat_w.shape[0], n))
+    block = max(1, min(256, 2_000_000 // (k * n * d)))
+    with np.errstate(divide="ignore"):
+        log_w = np.log(flat_w)
+    for start in range(0, flat_w.shape[0], block):
+        stop = start + block
+        try:
+            chol = np.linalg.cholesky(flat_c[start:stop])  # (S, K, D, D) lower
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "covariances must be symmetric positive definite, but a draw is not"
+            ) from None
+        diff = X[None, None, :, :] - flat_m[start:stop, :, None, :]  # (S, K, N, D)
+        # y = L^-1 (x - mu), so |y|^2 is the Mahalanobis distance; only the (D, D)
+        # triangular factors are inverted, as in scikit-learn's precision Cholesky.
+        inv_chol = np.linalg.solve(chol, np.broadcast_to(np.eye(d), chol.shape))
+        y = np.einsum("skde,skne->sknd", inv_chol, diff)
+        log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)  # (S, K)
+        log_comp = (log_w[start:stop, :, None] - 0.5 * (d * np.log(2 * np.pi)
+                    + log_det[:, :, None]) - 0.5 * np.einsum("sknd,sknd->skn", y, y))
+        out[start:stop] = logsumexp(log_comp, axis=1)
+    return out.reshape(*batch, n)
+
+
 # ----------------------------------------------------------------------------- model
 @dataclass(frozen=True)
 class GaussianMixture:
@@ -292,17 +337,7 @@ class GaussianMixture:
         (..., K, D, D) with the same leading axes, typically (chain, draw).
         """
         x = self.check_data(x)
-        weights = np.asarray(draws["weights"], dtype=float)
-        means = np.asarray(draws["means"], dtype=float)
-        covariances = np.asarray(draws["covariances"], dtype=float)
-        batch = weights.shape[:-1]
-        flat_w = weights.reshape(-1, weights.shape[-1])
-        flat_m = means.reshape(-1, *means.shape[-2:])
-        flat_c = covariances.reshape(-1, *covariances.shape[-3:])
-        out = np.empty((flat_w.shape[0], x.shape[0]))
-        for s in range(out.shape[0]):  # loop over draws; points and components vectorised
-            out[s] = gmm_logpdf(x, flat_w[s], flat_m[s], flat_c[s])
-        return out.reshape(*batch, x.shape[0])
+        return batched_log_likelihood(x, draws["weights"], draws["means"], draws["covariances"])
 
     def log_likelihood(self, x: Any, weights: Any, means: Any, covariances: Any) -> float:
         """Total log-likelihood sum_n log p(x_n | theta) in nats (Bishop PRML 9.14)."""
