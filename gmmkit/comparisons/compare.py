@@ -561,7 +561,11 @@ class Comparison:
                 f"{row['sd_ratio_mean']:.2g} times {ref}'s on average; hard assignments "
                 f"agree with ARI = {row['ari']:.3f}."
             )
-        elbos = t["elbo"].dropna()
+        # Only Bayesian bounds are comparable: an EM/k-means "elbo" is a bound on the
+        # likelihood at a point estimate, not on the evidence.
+        bayesian = [name for name, fit in self.aligned.items()
+                    if not fit.posterior.is_point_estimate]
+        elbos = t["elbo"].reindex(bayesian).dropna()
         if len(elbos) > 1:
             best = elbos.idxmax()
             for name, value in elbos.items():
