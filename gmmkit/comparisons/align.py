@@ -28,6 +28,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
+from gmmkit.comparisons.matching import match_components
 from gmmkit.result import Fit
 
 __all__ = [
@@ -102,9 +103,8 @@ def matching_permutation(
     means = reference_means(means, name="means")
     target = reference_means(target, name="target")
     scale = np.ones(means.shape[1]) if scale is None else np.asarray(scale, dtype=float)
-    cost = (((target[:, None, :] - means[None, :, :]) / scale) ** 2).sum(axis=-1)
-    _, perm = linear_sum_assignment(cost)  # rows are the target, returned in order 0..K-1
-    return perm.astype(np.intp)
+    # The Hungarian matching of match_components, on features divided by ``scale``.
+    return match_components(means / scale, target / scale)
 
 
 def _component_axes(model: Any) -> dict[str, int]:
