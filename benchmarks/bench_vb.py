@@ -12,6 +12,11 @@ one E-step + one M-step + the lower bound, in both libraries.
   iteration is the difference of two fits with ``max_iter = 2 * n_iter`` and ``n_iter``,
   divided by ``n_iter``.
 
+BLAS threads are limited to ``--threads`` (default 1) for both libraries with threadpoolctl:
+per-core numbers are reproducible on a shared machine, where multi-threaded OpenBLAS
+spinning against other work makes timings swing by 10x.  ``--threads 0`` leaves the
+default.
+
 Peak memory is measured with tracemalloc (NumPy reports its allocations to it) over a
 whole ``fit`` of each library, initialisation included, with the data already allocated.
 """
@@ -84,7 +89,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument("--quick", action="store_true", help="the N = 10^4 case only")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (0: default)")
     args = parser.parse_args()
+    if args.threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+    print(f"BLAS threads: {args.threads or 'default'}")
     cases = CASES[2:] if args.quick else CASES
     print(f"{'N':>9} {'D':>2} {'K':>3} | {'gmmkit ms/it':>12} {'sklearn ms/it':>13} "
           f"{'speed-up':>8} {'target':>6} | {'gmmkit MiB':>10} {'sklearn MiB':>11}")

@@ -65,6 +65,7 @@ class _Problem(NamedTuple):
     nu0: float
     iu: tuple[np.ndarray, np.ndarray]  # upper-triangle indices of x x^T
     n_features: int  # p = 1 + D + D(D+1)/2
+    phi: np.ndarray | None  # (p, N) features of every point, when cheap enough to keep
 
 
 def _problem(model: BayesianGMM, X: np.ndarray) -> _Problem:
@@ -73,13 +74,28 @@ def _problem(model: BayesianGMM, X: np.ndarray) -> _Problem:
     w0_chol = np.linalg.cholesky(model.W0)
     w0_inv_chol = linalg.solve_triangular(w0_chol, np.eye(d), lower=True)
     iu = np.triu_indices(d)
+    n_features = 1 + d + iu[0].size
+    X_t = np.ascontiguousarray((X - centre).T)
+    phi = None
+    if n_features <= _KEEP_FEATURES_RATIO * (d + model.n_components) and (
+        8 * n_features * X.shape[0] <= _KEEP_FEATURES_BYTES
+    ):
+        # The features never change: computing them once saves a pass per iteration.
+        # Kept only while they are no bigger than a few (N, K) or (N, D) arrays, so the
+        # fit never needs more memory than scikit-learn's (benchmarks/bench_vb.py).
+        phi = _features(X_t, iu, np.empty((n_features, X.shape[0])))
     return _Problem(
-        X=X - centre, X_t=np.ascontiguousarray((X - centre).T), centre=centre,
+        X=X - centre, X_t=X_t, centre=centre,
         alpha0=float(model.alpha0), beta0=float(model.beta0),
         m0=np.asarray(model.m0, dtype=float) - centre, W0_inv=w0_inv_chol.T @ w0_inv_chol,
         log_det_W0=float(2.0 * np.log(np.diag(w0_chol)).sum()), nu0=float(model.nu0),
-        iu=iu, n_features=1 + d + iu[0].size,
+        iu=iu, n_features=n_features, phi=phi,
     )
+
+
+#: Keep the (p, N) features when p <= this * (D + K) and they fit in _KEEP_FEATURES_BYTES.
+_KEEP_FEATURES_RATIO = 3
+_KEEP_FEATURES_BYTES = 256 * 2**20
 
 
 def _block_size(n_components: int, n_features: int) -> int:
@@ -189,10 +205,12 @@ def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
     lse_sum = 0.0
     scale_features = p <= k  # scale the narrower of (p, B) and (K, B) by 1/col_sum
     for start in range(0, n, block):
-        xb = X_t[:, start : start + block]
-        b = xb.shape[1]
+        b = min(block, n - start)
         f, lb, mx, tot = phi[:, :b], logits[:, :b], col_max[:b], col_sum[:b]
-        _features(xb, prob.iu, f)
+        if prob.phi is None:
+            _features(X_t[:, start : start + b], prob.iu, f)
+        else:
+            f = prob.phi[:, start : start + b]
         np.matmul(coef_t, f, out=lb)  # log rho, (K, B)
         np.max(lb, axis=0, out=mx)
         lb -= mx  # log-space: the largest term is exp(0) = 1, nothing overflows
@@ -201,7 +219,7 @@ def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
         lse_sum += float(mx.sum() + np.log(tot).sum())
         np.divide(1.0, tot, out=tot)
         if scale_features and out is None:
-            f *= tot
+            f = np.multiply(f, tot, out=phi[:, :b])  # never scale the kept features
         else:
             lb *= tot
         stats += f @ lb.T
