@@ -415,3 +415,15 @@ def test_psis_trusts_vb_on_separated_data_and_sees_the_log_k_factorial_gap():
     # log Z - ELBO = log 2 + KL(q || one mode), and the KL is tiny on separated data
     # (measured 3e-4 nats).  0.05 nats is 2500 IS standard errors (se = 2e-5).
     assert result.log_evidence - fit.elbo == pytest.approx(np.log(2), abs=0.05)
+
+
+def test_importance_weights_stay_finite_for_pruned_components():
+    # alpha_k ~ 1e-3 for a pruned component: its Dirichlet draws underflow to 0 in linear
+    # space; the log weights (drawn as log-Gamma variates) must keep every term finite.
+    X = old_faithful(standardize=True)
+    fit = gmmkit.fit(BayesianGMM(6, alpha0=1e-3), X, "cavi", seed=0)
+    log_w = fit.posterior.log_importance_weights(fit.data, 200, np.random.default_rng(0))
+    assert np.all(np.isfinite(log_w))
+    draws = fit.posterior.draw(200, np.random.default_rng(0))
+    assert np.all(draws["weights"] >= 0)
+    np.testing.assert_allclose(draws["weights"].sum(-1), 1.0, rtol=1e-12)

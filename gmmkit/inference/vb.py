@@ -37,6 +37,7 @@ from scipy.special import digamma, gammaln, logsumexp, multigammaln
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, initial_means
 from gmmkit.models._linalg import LOG_2PI, mahalanobis_sq
 from gmmkit.models.bayesian import BayesianGMM
+from gmmkit.models.mixture import batched_log_likelihood
 from gmmkit.result import Fit
 
 __all__ = [
@@ -437,7 +438,12 @@ class BishopPosterior:
         Lambda_k)^-1).  Returns weights (S, K), means (S, K, D) and F (S, K, D, D), the
         lower-triangular factor with Lambda = F F^T."""
         k, d = self.n_components, self._d
-        weights = rng.dirichlet(self.alpha, size=n_draws)
+        # Dirichlet via log-Gamma variates, Gamma(a) = Gamma(a + 1) U^(1/a): with a small
+        # alpha_k (a pruned component) the weight underflows to 0 in linear space, but its
+        # log stays finite, which the importance weights need.
+        log_gamma = (np.log(rng.standard_gamma(self.alpha + 1.0, size=(n_draws, k)))
+                     + np.log(rng.random((n_draws, k))) / self.alpha)
+        log_weights = log_gamma - logsumexp(log_gamma, axis=1, keepdims=True)
         chol_W = np.linalg.cholesky(self._ex.W)  # (K, D, D) lower
         a = np.zeros((n_draws, k, d, d))
         dof = self.nu[None, :, None] - np.arange(d)[None, None, :]
@@ -450,15 +456,19 @@ class BishopPosterior:
         # mu = m + (F^T)^-1 z / sqrt(beta): covariance (beta F F^T)^-1.
         offset = np.linalg.solve(np.swapaxes(F, -1, -2), z)[..., 0]
         means = self.m[None] + offset / np.sqrt(self.beta)[None, :, None]
-        return weights, means, F
+        return log_weights, means, F
 
     def draw(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        weights, means, F = self._draw_components(n_draws, rng)
+        draws = self._draw_flat(n_draws, rng)
+        return {name: draws[name][None] for name in ("weights", "means", "covariances")}
+
+    def _draw_flat(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        log_weights, means, F = self._draw_components(n_draws, rng)
         d = self._d
         F_inv = np.linalg.solve(F, np.broadcast_to(np.eye(d), F.shape))
         covariances = np.swapaxes(F_inv, -1, -2) @ F_inv  # Lambda^-1 = F^-T F^-1
-        return {"weights": weights[None], "means": means[None],
-                "covariances": covariances[None]}
+        return {"weights": np.exp(log_weights), "log_weights": log_weights, "means": means,
+                "covariances": covariances}
 
     def log_importance_weights(
         self, x: np.ndarray, n_draws: int, rng: np.random.Generator
@@ -466,12 +476,12 @@ class BishopPosterior:
         """log p(x, theta_s) - log q(theta_s) for theta_s ~ q, shape (n_draws,), with z
         summed out of p (draws taken with :meth:`draw`, so a replay with the same rng
         gives the same theta)."""
-        from scipy import stats
-
-        draws = {key: value[0] for key, value in self.draw(n_draws, rng).items()}
-        log_p = self.model.log_joint(x, draws)
-        weights, means, covs = draws["weights"], draws["means"], draws["covariances"]
-        log_q = stats.dirichlet(self.alpha).logpdf(weights.T)  # (S,)
+        draws = self._draw_flat(n_draws, rng)  # the same stream as draw(n_draws, rng)
+        log_p = self.model.log_prior(draws) + batched_log_likelihood(
+            x, draws["weights"], draws["means"], draws["covariances"]).sum(axis=-1)
+        means, covs = draws["means"], draws["covariances"]
+        # Dirichlet (B.16) on log weights: finite even where a weight underflows to 0.
+        log_q = _log_C(self.alpha) + draws["log_weights"] @ (self.alpha - 1.0)  # (S,)
         for j in range(self.n_components):  # K components; draws vectorised
             log_q = log_q + _log_normal_wishart_q(
                 means[:, j], covs[:, j], self.m[j], self.beta[j], self._ex.W[j],

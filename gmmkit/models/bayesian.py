@@ -268,17 +268,21 @@ class BayesianGMM:
 
     def log_prior(self, params: dict[str, Any]) -> np.ndarray:
         """log p(pi, mu, Lambda) with every constant, for parameters with leading batch
-        axes: ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D).
-        The model must be resolved."""
+        axes: ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D),
+        optionally ``log_weights`` (..., K).  The model must be resolved."""
         self._require_resolved("log_prior")
         weights = np.asarray(params["weights"], dtype=float)
         means = np.asarray(params["means"], dtype=float)
         covs = np.asarray(params["covariances"], dtype=float)
         k, d = self.n_components, self.m0.shape[0]
         alpha0, beta0, nu0 = self.alpha0, self.beta0, self.nu0
-        # Dirichlet (B.16) in log space.
-        with np.errstate(divide="ignore"):
-            log_w = np.log(weights)
+        # Dirichlet (B.16) in log space; ``log_weights``, when given, avoids log(0) for a
+        # weight that underflowed (a pruned component's draws).
+        if "log_weights" in params:
+            log_w = np.asarray(params["log_weights"], dtype=float)
+        else:
+            with np.errstate(divide="ignore"):
+                log_w = np.log(weights)
         log_dir = (gammaln(k * alpha0) - k * gammaln(alpha0)
                    + np.sum((alpha0 - 1.0) * log_w, axis=-1))
         chol_cov = np.linalg.cholesky(covs)  # Sigma = L L^T; Lambda = L^-T L^-1
