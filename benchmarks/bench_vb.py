@@ -15,7 +15,7 @@ one E-step + one M-step + the lower bound, in both libraries.
 BLAS threads are limited to ``--threads`` (default 1) for both libraries with threadpoolctl:
 per-core numbers are reproducible on a shared machine, where multi-threaded OpenBLAS
 spinning against other work makes timings swing by 10x.  ``--threads 0`` leaves the
-default.
+default (gmmkit's VB limits itself to one BLAS thread anyway; scikit-learn then uses all).
 
 Peak memory is measured with tracemalloc (NumPy reports its allocations to it) over a
 whole ``fit`` of each library, initialisation included, with the data already allocated.

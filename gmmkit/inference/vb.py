@@ -525,16 +525,22 @@ def fit_vb(
 
     ``Fit.model`` is the model with its data-dependent priors resolved against ``X``.
     """
+    from threadpoolctl import threadpool_limits
+
     model = model.resolve(X)
     prob = _problem(model, X)
     rng = np.random.default_rng(seed)
-    run = coordinate_ascent(
-        init=lambda r: init_state(prob, model.n_components, init, r),
-        step=lambda s: step(prob, s),
-        objective=lambda s: elbo(prob, s),
-        rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress,
-        label="VB",
-    )
+    # One BLAS thread: the blocked GEMMs are (K, p) x (p, ~10^3), too small for threads to
+    # pay, and multi-threaded OpenBLAS made them 2-5x slower in benchmarks/bench_vb.py
+    # (tenfold on a busy machine, where its threads spin against other work).
+    with threadpool_limits(limits=1, user_api="blas"):
+        run = coordinate_ascent(
+            init=lambda r: init_state(prob, model.n_components, init, r),
+            step=lambda s: step(prob, s),
+            objective=lambda s: elbo(prob, s),
+            rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress,
+            label="VB",
+        )
     state = run.state
     ex = _expectations(state.alpha, state.nu, state.W_inv_chol)
     coef = _log_rho_coefficients(state.beta, state.m, state.nu, ex, prob.iu)
