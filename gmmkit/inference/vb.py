@@ -28,6 +28,7 @@ Implementation notes (why it is fast and stable):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -76,17 +77,23 @@ def _problem(model: BayesianGMM, X: np.ndarray) -> _Problem:
     w0_inv_chol = linalg.solve_triangular(w0_chol, np.eye(d), lower=True)
     iu = np.triu_indices(d)
     n_features = 1 + d + iu[0].size
-    X_t = np.ascontiguousarray((X - centre).T)
+    X_centred = X - centre
     phi = None
     if n_features <= _KEEP_FEATURES_RATIO * (d + model.n_components) and (
         8 * n_features * X.shape[0] <= _KEEP_FEATURES_BYTES
     ):
         # The features never change: computing them once saves a pass per iteration.
         # Kept only while they are no bigger than a few (N, K) or (N, D) arrays, so the
-        # fit never needs more memory than scikit-learn's (benchmarks/bench_vb.py).
-        phi = _features(X_t, iu, np.empty((n_features, X.shape[0])))
+        # fit never needs more memory than scikit-learn's (benchmarks/bench_vb.py); the
+        # transposed data are then rows 1..D of phi, not a copy.
+        phi = np.empty((n_features, X.shape[0]))
+        phi[1 : 1 + d] = X_centred.T
+        X_t = phi[1 : 1 + d]
+        _features(X_t, iu, phi)
+    else:
+        X_t = np.ascontiguousarray(X_centred.T)
     return _Problem(
-        X=X - centre, X_t=X_t, centre=centre,
+        X=X_centred, X_t=X_t, centre=centre,
         alpha0=float(model.alpha0), beta0=float(model.beta0),
         m0=np.asarray(model.m0, dtype=float) - centre, W0_inv=w0_inv_chol.T @ w0_inv_chol,
         log_det_W0=float(2.0 * np.log(np.diag(w0_chol)).sum()), nu0=float(model.nu0),
@@ -535,9 +542,9 @@ def fit_vb(
     # (tenfold on a busy machine, where its threads spin against other work).
     with threadpool_limits(limits=1, user_api="blas"):
         run = coordinate_ascent(
-            init=lambda r: init_state(prob, model.n_components, init, r),
-            step=lambda s: step(prob, s),
-            objective=lambda s: elbo(prob, s),
+            init=partial(init_state, prob, model.n_components, init),
+            step=partial(step, prob),
+            objective=partial(elbo, prob),
             rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress,
             label="VB",
         )
@@ -546,11 +553,13 @@ def fit_vb(
     coef = _log_rho_coefficients(state.beta, state.m, state.nu, ex, prob.iu)
     responsibilities = np.empty((X.shape[0], model.n_components))
     _e_step(prob, coef, out=responsibilities)
+    centre = prob.centre
+    del prob  # frees the kept features before Fit copies the (N, K) responsibilities
     return Fit(
         method="cavi",
         model=model,
         data=X,
-        posterior=BishopPosterior(model, prob.centre, state.alpha, state.beta, state.m,
+        posterior=BishopPosterior(model, centre, state.alpha, state.beta, state.m,
                                   state.W_inv_chol, state.nu),
         responsibilities=responsibilities,
         elbo=float(run.trace[-1]),
