@@ -11,10 +11,19 @@ Scales:
   the Jacobian of the transforms is included).  No correction for the ordered transform:
   on the ordered region the ordered model's unnormalised density equals the exchangeable
   model's, so a q living there has the same ELBO under both.
-* ``log_evidence`` (SMC): the mean over chains of ``log_marginal_likelihood``, plus
-  log K! when the ordered transform was used (it restricts the prior to 1/K! of the space
-  without renormalising, so Z = K! Z_ordered).  The spread over chains is
-  ``log_evidence_se``.
+* ``log_evidence`` (SMC): the mean over chains of the final ``log_marginal_likelihood``,
+  always for the exchangeable model.  The ordered transform restricts the prior to 1/K!
+  of the space without renormalising, so Z = K! Z_ordered; SMC on the ordered graph starts
+  from *sorted* prior draws (density K! p(mu) on the ordered region), which builds the
+  log K! into the estimate (``Fit.log_evidence_source`` says so).  ``log_evidence_se`` is
+  the standard error over chains (sd / sqrt(chains)).
+
+Compiled code is reused within a process: the graph is cached per (model, data shape)
+with the data in ``pm.Data`` (``models.pymc_graphs``), and ADVI's compiled step function
+and the vectorised log density are cached per graph, so a second ADVI fit of a model
+with the same shapes skips compilation (``Fit.diagnostics["compiled_step_reused"]``,
+``compile_s``, ``iterate_s``).  NUTS and SMC reuse the graph but PyMC compiles their
+log density and gradient on every call (about 1 s).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from gmmkit import _arviz
+from gmmkit.inference.loop import progress_bar
 from gmmkit.result import Fit
 
 __all__ = ["DrawsPosterior", "fit_pymc"]
@@ -76,13 +86,19 @@ class DrawsPosterior:
     is_point_estimate = False
     _BLOCK = 256  # draws per vectorised block: bounds memory at BLOCK * N * K floats
 
-    def __init__(self, model, draws: dict[str, np.ndarray], *, approx=None) -> None:
+    def __init__(self, model, draws: dict[str, np.ndarray], *, approx=None,
+                 log_k_factorial: float = 0.0) -> None:
         self.model = model
         self.n_components = model.n_components
         self._draws = {k: np.array(v, dtype=float) for k, v in draws.items()}
         for value in self._draws.values():
             value.setflags(write=False)
         self._approx = approx  # (VariationalQ) for ADVI's importance weights
+        #: log K! when q lives on the ordered region (ordered transform), else 0: the
+        #: importance-sampling estimate ``logsumexp(w) - log S`` is of log Z_ordered,
+        #: which is *exactly* log Z - log K! (the mixture is label-symmetric), so adding
+        #: this gives the exchangeable model's log Z.
+        self.log_k_factorial = float(log_k_factorial)
 
     def _flat(self) -> dict[str, np.ndarray]:
         return {k: v.reshape((-1, *v.shape[2:])) for k, v in self._draws.items()}
@@ -137,20 +153,26 @@ class DrawsPosterior:
     ) -> np.ndarray:
         """log p(x, theta_s) + log|J| - log q(theta_s) for theta_s ~ q (ADVI only).
 
-        Computed in the unconstrained space on the training data the graph holds (z is
-        summed out of p), so ``logsumexp(w) - log S`` estimates log Z_ordered.
+        Computed in the unconstrained space (z summed out of p) on ``x``, which must have
+        the training data's shape, so ``logsumexp(w) - log S`` estimates log Z_ordered =
+        log Z - ``log_k_factorial`` under the ordered transform, log Z otherwise.
         """
         if self._approx is None:
             raise ValueError("log_importance_weights needs a variational fit (advi or "
                              "fullrank_advi), got sampler draws")
-        return self._approx.log_weights(n_draws, rng)
+        return self._approx.log_weights(n_draws, rng, x)
 
 
 # ---------------------------------------------------------------------- q in numpy
 class VariationalQ:
     """PyMC's fitted Gaussian q in the unconstrained space, drawn from with NumPy."""
 
-    def __init__(self, approx, graph, logp_fn) -> None:
+    def __init__(self, approx, graph, logp_fn, data: np.ndarray) -> None:
+        # The graph is shared by every fit of the same shapes (its data are a pm.Data
+        # that the next fit overwrites), so q keeps its own data and sets them first.
+        self.graph = graph
+        self.data = np.array(data, dtype=float)
+        self.data.setflags(write=False)
         self.mean = np.asarray(approx.mean.eval(), dtype=float)
         if hasattr(approx, "L"):
             self.chol = np.asarray(approx.L.eval(), dtype=float)
@@ -168,7 +190,13 @@ class VariationalQ:
                  - 0.5 * d * _LOG_2PI)
         return flat, log_q
 
-    def log_weights(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def log_weights(self, n: int, rng: np.random.Generator, x=None) -> np.ndarray:
+        x = self.data if x is None else np.asarray(x, dtype=float)
+        shared = self.graph["x"]
+        if x.shape != self.data.shape:
+            raise ValueError(f"x must have the training data's shape {self.data.shape}, "
+                             f"got {x.shape}")
+        shared.set_value(x)
         flat, log_q = self.sample_flat(n, rng)
         return self.logp_fn(flat) - log_q
 
@@ -238,10 +266,11 @@ def _quiet_pymc(progress: bool):
 
 
 def _graph(model, x, ordered: bool):
+    """(graph, ordered transform used, model with concrete priors)."""
     if "mu" in model.parameter_dims:
-        return model.to_pymc(x, ordered=ordered), ordered and model.n_components > 1
+        return model.to_pymc(x, ordered=ordered), ordered and model.n_components > 1, model
     resolved = model.resolve(x) if hasattr(model, "resolve") else model
-    return resolved.to_pymc(x), False
+    return resolved.to_pymc(x), False, resolved
 
 
 def _canonical_draws(model, posterior_group) -> dict[str, np.ndarray]:
@@ -249,15 +278,54 @@ def _canonical_draws(model, posterior_group) -> dict[str, np.ndarray]:
     return {name: np.asarray(posterior_group[name].values, dtype=float) for name in names}
 
 
+def _increasing(mu: np.ndarray) -> np.ndarray:
+    """Sorted and strictly increasing (the ordered transform's domain)."""
+    mu = np.sort(np.asarray(mu, dtype=float))
+    for i in range(1, mu.size):
+        mu[i] = max(mu[i], mu[i - 1] + 1e-6 * max(1.0, abs(mu[i - 1])))
+    return mu
+
+
 def _start_from_fit(init: Fit, model) -> dict[str, np.ndarray]:
-    """Initial values (constrained space) from a previous fit's posterior means."""
+    """Initial values (constrained space, by random-variable name) from a previous fit's
+    point estimates; ``model`` has concrete priors."""
     pe = init.posterior.point_estimates()
+    means = np.asarray(pe["means"], dtype=float)
     if "mu" in model.parameter_dims:
-        mu = np.sort(np.asarray(pe["means"], dtype=float)[:, 0])
-        # The ordered transform needs strictly increasing values.
-        mu = mu + 1e-6 * np.arange(mu.size)
-        return {"mu": mu}
-    return {}
+        return {"mu": _increasing(means[:, 0])}
+    weights = np.clip(np.asarray(pe["weights"], dtype=float), 1e-6, None)
+    precision = np.linalg.inv(np.asarray(pe["covariances"], dtype=float))
+    # Invert the Bartlett construction Lambda_k = L A_k A_k^T L^T (pymc_graphs): A_k is
+    # the Cholesky factor of L^-1 Lambda_k L^-T, c = diag(A_k)^2, z = below its diagonal.
+    chol_inv = np.linalg.inv(np.linalg.cholesky(np.asarray(model.W0, dtype=float)))
+    inner = chol_inv @ precision @ chol_inv.T
+    a = np.linalg.cholesky(0.5 * (inner + np.swapaxes(inner, 1, 2)))
+    d = means.shape[1]
+    rows, cols = np.tril_indices(d, -1)
+    start = {"weights": weights / weights.sum(), "means": means,
+             "precision_bartlett_c": np.diagonal(a, axis1=1, axis2=2) ** 2}
+    if rows.size:
+        start["precision_bartlett_z"] = a[:, rows, cols]
+    return start
+
+
+def _starts(model, x, init, n: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """``n`` starting points: all from ``init`` when it is a Fit, else means seeded by
+    ``init`` ("kmeans++" or "random") on the data, one independent seeding each (ADVI
+    restarts).  Without data-seeded means every component would start at the
+    same point (the prior's), a symmetric saddle that ADVI leaves only slowly."""
+    if isinstance(init, Fit):
+        return [_start_from_fit(init, model)] * n
+    from gmmkit.inference.loop import initial_means
+
+    X = x[:, None] if x.ndim == 1 else x
+    rng = np.random.default_rng([seed, 2])
+    out = []
+    for _ in range(n):
+        means = initial_means(X, model.n_components, init, rng)
+        out.append({"mu": _increasing(means[:, 0])} if "mu" in model.parameter_dims
+                   else {"means": means})
+    return out
 
 
 def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -300,29 +368,40 @@ def fit_pymc(
         Seeds every PyMC call (``random_seed``) and the NumPy draws of q.
     n_init : int
         ADVI restarts (different seeds); the best precise ELBO is kept.  Samplers ignore it.
-    init : Fit or str
-        A previous ``Fit``: its posterior means start the optimiser / chains.
+    init : Fit or {"kmeans++", "random"}
+        Where ADVI restarts and NUTS chains start: a previous ``Fit``'s point estimates,
+        or component means seeded on the data (independently per ADVI restart; one seeding
+        for all NUTS chains, which PyMC jitters).  SMC starts from the prior.
     tol, max_iter
         Accepted for a uniform signature; ADVI stops by ``convergence_tol`` (relative
         parameter change, PyMC's ``CheckParametersConvergence``) within ``n_iter``.
     **options
         advi/fullrank_advi: ``n_iter`` (20000), ``draws`` (1000), ``convergence_tol``
-        (1e-3), ``ordered`` (True), ``elbo_se_target`` (0.05), ``max_elbo_draws``.
+        (1e-2: largest absolute change of q's parameters over 100 steps),
+        ``learning_rate`` (Adam, 0.01), ``ordered`` (True), ``elbo_se_target`` (0.05),
+        ``max_elbo_draws`` (40000).
         nuts: ``draws`` (1000), ``tune`` (1000), ``chains`` (2), ``target_accept``,
         ``ordered``.  smc: ``draws`` (1000), ``chains`` (2), ``ordered``.
     """
     opts = _check_options(method, options)
     start_time = time.perf_counter()
     with _quiet_pymc(progress):
-        graph, used_ordered = _graph(model, x, bool(opts["ordered"]))
-        start = _start_from_fit(init, model) if isinstance(init, Fit) else None
+        t0 = time.perf_counter()
+        graph, used_ordered, model = _graph(model, x, bool(opts["ordered"]))
+        graph_s = time.perf_counter() - t0
         if method in ("advi", "fullrank_advi"):
-            result = _fit_advi(model, x, graph, method, seed, n_init, start, progress, opts)
+            starts = _starts(model, x, init, n_init, seed)
+            result = _fit_advi(model, x, graph, method, seed, n_init, starts, progress, opts,
+                               used_ordered)
         elif method == "nuts":
-            result = _fit_nuts(model, graph, seed, start, progress, opts)
+            # One start for every chain (PyMC jitters it per chain): chains seeded apart
+            # could settle in different labellings, and r-hat would flag label switching.
+            starts = _starts(model, x, init, 1, seed) * opts["chains"]
+            result = _fit_nuts(model, graph, seed, starts, progress, opts)
         else:
             result = _fit_smc(model, graph, seed, progress, opts, used_ordered)
     posterior = result.pop("posterior")
+    result["diagnostics"]["graph_s"] = graph_s  # building the graph, ~0 when cached
     return Fit(
         method=method,
         model=model,
@@ -335,51 +414,142 @@ def fit_pymc(
     )
 
 
-def _fit_advi(model, x, graph, method, seed, n_init, start, progress, opts) -> dict:
-    import pymc as pm
+_STEP_CACHE: dict[tuple, Any] = {}
+_STEP_CACHE_SIZE = 16
+
+
+class _CompiledADVI:
+    """One ADVI/full-rank ADVI inference on one graph, with its compiled step function.
+
+    Compiling the step function (objective, gradients, Adam updates) is most of the fixed
+    cost of a fit (about 1-2 s with PyTensor's on-disk C cache warm, far more cold).  The
+    graph holds its data in ``pm.Data``, so a later fit on the same graph (same model,
+    same data shape, see ``models.pymc_graphs``) reuses the compiled function: ``reset``
+    puts every state the function updates (q's parameters, Adam's moments and step count)
+    back to its starting value and reseeds its random generators, so a fit from the cache
+    is draw-for-draw the fit a fresh compile would give.
+    """
+
+    def __init__(self, graph, method: str, learning_rate: float, seed: int, start) -> None:
+        import pymc as pm
+        from pytensor.tensor.random.type import RandomType
+
+        self.graph = graph
+        cls = pm.ADVI if method == "advi" else pm.FullRankADVI
+        self.inference = cls(model=graph, random_seed=seed, start=start)
+        self.approx = self.inference.approx
+        self.step = self.inference.objective.step_function(
+            score=True,
+            # Adam reaches the optimum of these small problems in a few thousand steps;
+            # PyMC's default adagrad_window stalls with q's sd ~20% off (measured on the
+            # K = 1 conjugate oracle).
+            obj_optimizer=pm.adam(learning_rate=learning_rate),
+        )
+        updated = [i.variable for i in self.step.maker.inputs if i.update is not None]
+        self.rngs = [v for v in updated if isinstance(v.type, RandomType)]
+        self.initial = {v: np.array(v.get_value(borrow=False), copy=True)
+                        for v in updated if not isinstance(v.type, RandomType)}
+        # The parameter holding q's mean in the unconstrained space, per group.
+        self.means = [(group, group.params_dict["mu"]) for group in self.approx.groups]
+
+    def reset(self, seed: int, start) -> None:
+        from pymc.pytensorf import reseed_rngs
+
+        for var, value in self.initial.items():
+            var.set_value(value.copy())
+        for group, mu in self.means:
+            # PyMC's own start handling (the initial point with ``start`` overrides, in
+            # the unconstrained space, ordered as q's flat vector).
+            mu.set_value(np.asarray(group._prepare_start(start), dtype=mu.dtype))
+        reseed_rngs(self.rngs, seed)
+
+    def run(self, n_iter: int, callback, bar) -> tuple[np.ndarray, bool]:
+        """Up to ``n_iter`` steps; returns (loss per step taken, stopped by ``callback``)."""
+        losses = np.empty(n_iter)
+        for i in range(n_iter):
+            loss = float(self.step())
+            if np.isnan(loss):
+                raise FloatingPointError(f"NaN occurred in optimization at iteration {i + 1}")
+            losses[i] = loss
+            if (i + 1) % 100 == 0:
+                bar.update(100)
+            try:
+                callback(self.approx, losses[: i + 1], i + 1)
+            except StopIteration:
+                return losses[: i + 1], True
+        return losses, False
+
+
+def _compiled_advi(graph, method, learning_rate, seed, start) -> tuple[_CompiledADVI, bool]:
+    """The cached compiled ADVI for ``graph`` (reset to ``seed``/``start``), or a new one;
+    the flag says whether it came from the cache."""
+    key = (id(graph), method, float(learning_rate))
+    entry = _STEP_CACHE.get(key)
+    if entry is not None and entry.graph is graph:
+        entry.reset(seed, start)
+        return entry, True
+    entry = _CompiledADVI(graph, method, learning_rate, seed, start)
+    entry.reset(seed, start)
+    if len(_STEP_CACHE) >= _STEP_CACHE_SIZE:
+        _STEP_CACHE.pop(next(iter(_STEP_CACHE)))
+    _STEP_CACHE[key] = entry
+    return entry, False
+
+
+def _fit_advi(model, x, graph, method, seed, n_init, starts, progress, opts,
+              used_ordered) -> dict:
     from pymc.variational.callbacks import CheckParametersConvergence
 
+    log_k_factorial = float(np.sum(np.log(np.arange(2, model.n_components + 1)))) if (
+        used_ordered) else 0.0
+
+    t0 = time.perf_counter()
     logp_fn = _batched_logp(graph)
-    seeds = np.random.default_rng(seed).integers(2**31 - 1, size=(n_init, 3))
+    logp_s = time.perf_counter() - t0
+    seeds = np.random.default_rng(seed).integers(2**31 - 1, size=(n_init, 4))
     best, finals, failures = None, np.full(n_init, np.nan), []
     for restart in range(n_init):
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"logp_compile_s": logp_s if restart == 0 else 0.0}
         try:
             with graph:
                 t0 = time.perf_counter()
+                compiled, reused = _compiled_advi(graph, method, opts["learning_rate"],
+                                                  int(seeds[restart, 3]), starts[restart])
+                timings["compile_s"] = time.perf_counter() - t0
                 callback = CheckParametersConvergence(
                     every=100, tolerance=opts["convergence_tol"], diff="absolute"
                 )
-                approx = pm.fit(
-                    n=opts["n_iter"], method=method, random_seed=int(seeds[restart, 0]),
-                    progressbar=progress, callbacks=[callback], start=start,
-                    # Adam reaches the optimum of these small problems in a few thousand
-                    # steps; PyMC's default adagrad_window stalls with q's sd ~20% off
-                    # (measured on the K = 1 conjugate oracle).
-                    obj_optimizer=pm.adam(learning_rate=opts["learning_rate"]),
-                )
-                timings["fit_s"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                sampled = approx.sample(opts["draws"], random_seed=int(seeds[restart, 1]),
-                                        return_inferencedata=True)
+                with progress_bar(progress, f"{method} restart {restart + 1}/{n_init}",
+                                  total=opts["n_iter"]) as bar:
+                    losses, stopped = compiled.run(opts["n_iter"], callback, bar)
+                timings["iterate_s"] = time.perf_counter() - t0
+                timings["fit_s"] = timings["compile_s"] + timings["iterate_s"]
+                t0 = time.perf_counter()
+                sampled = compiled.approx.sample(
+                    opts["draws"], random_seed=int(seeds[restart, 1]),
+                    return_inferencedata=True)
                 timings["sample_s"] = time.perf_counter() - t0
         except (FloatingPointError, ValueError) as err:
             failures.append(f"restart {restart}: {err}")
             warnings.warn(failures[-1], RuntimeWarning, stacklevel=4)
             continue
-        q = VariationalQ(approx, graph, logp_fn)
+        q = VariationalQ(compiled.approx, graph, logp_fn, x)
         rng = np.random.default_rng(int(seeds[restart, 2]))
+        t0 = time.perf_counter()
         elbo, se, n_used = q.precise_elbo(rng, opts["elbo_se_target"], opts["max_elbo_draws"])
+        timings["elbo_s"] = time.perf_counter() - t0
         finals[restart] = elbo
         if best is None or elbo > best["elbo"]:
-            hist = -np.asarray(approx.hist, dtype=float)
+            hist = -losses
             best = {
                 "elbo": elbo, "elbo_se": se, "elbo_trace": hist,
                 "n_iter": int(hist.size),
-                "converged": bool(hist.size < opts["n_iter"]),
+                "converged": bool(stopped),
                 "posterior": DrawsPosterior(model, _canonical_draws(model, sampled.posterior),
-                                            approx=q),
-                "diagnostics": {"elbo_draws": n_used, **timings},
+                                            approx=q, log_k_factorial=log_k_factorial),
+                "diagnostics": {"elbo_draws": n_used, "compiled_step_reused": reused,
+                                **timings},
             }
     if best is None:
         raise RuntimeError(f"every one of the {n_init} restart(s) failed: " + "; ".join(failures))
@@ -394,14 +564,14 @@ def _fit_advi(model, x, graph, method, seed, n_init, start, progress, opts) -> d
     return best
 
 
-def _fit_nuts(model, graph, seed, start, progress, opts) -> dict:
+def _fit_nuts(model, graph, seed, starts, progress, opts) -> dict:
     import pymc as pm
 
     chains = opts["chains"]
     with graph:
         idata = pm.sample(
             draws=opts["draws"], tune=opts["tune"], chains=chains, cores=1,
-            random_seed=seed, progressbar=progress, initvals=start,
+            random_seed=seed, progressbar=progress, initvals=starts,
             target_accept=opts["target_accept"], compute_convergence_checks=False,
             return_inferencedata=True,
         )
@@ -478,11 +648,20 @@ def _sorted_prior_particles(model, draws: int, chains: int, seed: int) -> list[d
 
 
 def _final_log_marginal_likelihoods(idata) -> np.ndarray:
-    """The final-stage log marginal likelihood of every SMC chain, shape (chains,)."""
-    values = idata.sample_stats["log_marginal_likelihood"].values
+    """The final-stage log marginal likelihood of every SMC chain, shape (chains,).
+
+    PyMC stores the per-stage values as (chain, stage) scalars when every chain ran the
+    same number of tempering stages, but as (1, chain) *lists* when the counts differ
+    (``np.array(ragged, dtype=object)`` gains a leading chain axis of length 1).
+    """
+    values = np.asarray(idata.sample_stats["log_marginal_likelihood"].values, dtype=object)
+    if all(np.ndim(v) == 0 for v in values.ravel()):
+        chains = list(values.reshape(values.shape[0], -1))
+    else:
+        chains = list(values.ravel())
     out = []
-    for chain in np.asarray(values, dtype=object).reshape(values.shape[0], -1):
-        flat = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in chain])
+    for chain in chains:
+        flat = np.asarray([float(v) for v in np.ravel(np.asarray(chain, dtype=object))])
         flat = flat[np.isfinite(flat)]
         out.append(flat[-1])
     return np.asarray(out, dtype=float)

@@ -1,13 +1,15 @@
 """The gmmkit models as PyMC graphs, with the discrete assignments summed out.
 
 ADVI and NUTS cannot handle the categorical z, so both graphs use a marginalised mixture
-likelihood (``NormalMixture`` / ``Mixture``).  The graphs are *exactly* the closed-form
+likelihood (``NormalMixture`` / a ``CustomDist``).  The graphs are *exactly* the closed-form
 models: same priors, same likelihood, same constants (checked in ``tests/test_pymc.py``
 against ``model.log_joint``).
 
 Graphs are cached per (model, data shape, ordered): the data enter through ``pm.Data``,
 so a second fit of a model with the same shapes reuses the graph and only swaps the data
-(``pm.set_data``) instead of building it again.
+(``pm.set_data``) instead of building it again.  The priors are constants of the graph,
+so a ``BayesianGMM`` whose priors default to data-dependent values (m0, W0) resolves to a
+different model, and a different graph, for every new data set.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def bartlett_wishart(name: str, scale: np.ndarray, nu: float, n_components: int)
     diagonal (Bartlett 1933).  Every free variable is continuous and has a standard
     transform, so NUTS and ADVI can use it (plain ``pm.Wishart`` has none).
 
-    Returns the (K, D, D) precision tensor.
+    Returns ``(precision, factor)``: the (K, D, D) precisions and their lower Cholesky
+    factors U_k = L A_k (lower triangular with a positive diagonal, Lambda_k = U_k U_k^T).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -122,9 +125,34 @@ def bartlett_wishart(name: str, scale: np.ndarray, nu: float, n_components: int)
         place = np.zeros((n_off, d * d))
         place[np.arange(n_off), rows * d + cols] = 1.0  # z_j goes to (rows[j], cols[j])
         a = a + pt.dot(z, place).reshape((n_components, d, d))
-    la = pt.einsum("ij,kjl->kil", chol, a)  # L A_k, shape (K, D, D)
-    # einsum loses the static shape; MvNormal needs it to batch its logp correctly.
-    return pt.specify_shape(pt.einsum("kij,klj->kil", la, la), (n_components, d, d))
+    # L A_k, shape (K, D, D); einsum loses the static shape, which CustomDist needs.
+    factor = pt.specify_shape(pt.einsum("ij,kjl->kil", chol, a), (n_components, d, d))
+    precision = pt.specify_shape(pt.einsum("kij,klj->kil", factor, factor),
+                                 (n_components, d, d))
+    return precision, factor
+
+
+def _gaussian_logp_by_precision_factor(diff, factor):
+    """log N(diff | 0, (U U^T)^-1) over the last axis, U = ``factor`` lower triangular:
+    -D/2 log 2 pi + sum_i log U_ii - ||U^T diff||^2 / 2.
+
+    Written with elementwise products and sums only: no solve, inverse or Cholesky.
+    PyTensor runs batched ``solve_triangular``/``cholesky`` (what ``pm.MvNormal`` uses) as
+    a Python loop over the batch, ~40x slower for N = 150 points, and their gradients
+    likewise.
+    """
+    import pytensor.tensor as pt
+
+    d = diff.shape[-1]
+    eye = np.eye(int(factor.type.shape[-1]))
+    log_det = pt.sum(pt.log(pt.sum(factor * eye, axis=-1)), axis=-1)  # sum_i log U_ii
+    projected = pt.sum(diff[..., :, None] * factor, axis=-2)  # U^T diff
+    return -0.5 * d * np.log(2 * np.pi) + log_det - 0.5 * pt.sum(projected**2, axis=-1)
+
+
+def _solve_upper_t(factor: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """U^-T eps for lower-triangular U (batched): a draw of N(0, (U U^T)^-1)."""
+    return np.linalg.solve(np.swapaxes(factor, -1, -2), eps[..., None])[..., 0]
 
 
 def bayesian_gmm_graph(model, X: np.ndarray):
@@ -137,6 +165,13 @@ def bayesian_gmm_graph(model, X: np.ndarray):
     ``beta0``, ``m0`` (D,), ``W0`` (D, D), ``nu0``.  Deterministics ``weights``
     (component), ``means`` (component, feature) and ``covariances`` (component, feature,
     feature_bis) carry the canonical names.
+
+    Both Gaussians are ``pm.CustomDist`` with their log density written through the
+    precision's Cholesky factor U_k = L A_k, which the Bartlett construction gives
+    directly (see :func:`_gaussian_logp_by_precision_factor`).  ``pm.MvNormal`` would
+    need chol(Lambda_k^-1) and batched triangular solves, and in PyMC 5.28 a batched
+    symbolic ``tau`` gives it a wrongly shaped logp (K, K, ...).  Both have NumPy
+    ``random`` functions, so prior draws (SMC's start, ``pm.draw``) work.
     """
     X = np.asarray(X, dtype=float)
     k = model.n_components
@@ -152,30 +187,52 @@ def bayesian_gmm_graph(model, X: np.ndarray):
             "feature_bis": np.arange(d), "observation": np.arange(n),
         }
         alpha0 = float(np.ravel(model.alpha0)[0])
+        beta0 = float(model.beta0)
+        m0 = np.asarray(model.m0, dtype=np.float64)
+
+        def mean_logp(value, factor):
+            return (0.5 * d * np.log(beta0)
+                    + _gaussian_logp_by_precision_factor(np.sqrt(beta0) * (value - m0),
+                                                         factor))
+
+        def mean_random(factor, rng=None, size=None):
+            factor = np.asarray(factor, dtype=float)
+            batch = factor.shape[:-2] if size is None else tuple(size)
+            factor = np.broadcast_to(factor, (*batch, d, d))
+            eps = rng.standard_normal((*batch, d))
+            return m0 + _solve_upper_t(factor, eps) / np.sqrt(beta0)
+
+        def mixture_logp(value, weights, means, factor):
+            diff = value[..., None, :] - means  # (..., N, K, D)
+            comp = pt.log(weights) + _gaussian_logp_by_precision_factor(diff, factor)
+            return pm.math.logsumexp(comp, axis=-1, keepdims=False)
+
+        def mixture_random(weights, means, factor, rng=None, size=None):
+            size = (n,) if size is None else tuple(size)
+            labels = rng.choice(k, size=size, p=np.asarray(weights) / np.sum(weights))
+            eps = rng.standard_normal((*size, d))
+            return np.asarray(means)[labels] + _solve_upper_t(np.asarray(factor)[labels], eps)
+
         with pm.Model(coords=coords) as graph:
             data = pm.Data("x", X, dims=("observation", "feature"))
             weights = pm.Dirichlet("weights", a=np.full(k, alpha0), dims="component")
-            precision = bartlett_wishart("precision", model.W0, float(model.nu0), k)
+            precision, factor = bartlett_wishart("precision", model.W0, float(model.nu0), k)
             precision = pm.Deterministic(
                 "precisions", precision, dims=("component", "feature", "feature_bis")
             )
-            covariance = pm.Deterministic(
+            pm.Deterministic(
                 "covariances", pt.linalg.inv(precision),
                 dims=("component", "feature", "feature_bis"),
             )
-            # Both Gaussians get the Cholesky factor of their covariance, not ``tau``: in
-            # PyMC 5.28 a batched symbolic ``tau`` gives MvNormal a logp of shape
-            # (K, K, ...) instead of (K,) (caught by
-            # test_bishop_graph_is_the_closed_form_model).
-            cov_chol = pt.linalg.cholesky(covariance)
-            mean_prior = pm.MvNormal(
-                "means", mu=np.tile(np.asarray(model.m0, dtype=np.float64), (k, 1)),
-                chol=cov_chol / np.sqrt(float(model.beta0)),
-                shape=(k, d), dims=("component", "feature"),
+            means = pm.CustomDist(
+                "means", factor, logp=mean_logp, random=mean_random,
+                signature="(d,d)->(d)", dims=("component", "feature"),
             )
-            components = pm.MvNormal.dist(mu=mean_prior, chol=cov_chol, shape=(k, d))
-            pm.Mixture("x_obs", w=weights, comp_dists=components, observed=data,
-                       dims=("observation", "feature"))
+            pm.CustomDist(
+                "x_obs", weights, means, factor, logp=mixture_logp, random=mixture_random,
+                signature="(k),(k,d),(k,d,d)->(d)", observed=data,
+                dims=("observation", "feature"),
+            )
         return graph
 
     return _cached(key, build, X)
