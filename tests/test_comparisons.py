@@ -664,3 +664,21 @@ def test_compare_cavi_advi_nuts_end_to_end(separated, tmp_path):
     assert set(comparison.aligned["nuts"].diagnostics["label_switching"]) == {0, 1}
     out = comparison.save(tmp_path / "e2e", log_likelihood=False)
     assert (out / "trace_nuts.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_ordered_advi_importance_sampling_evidence_gets_log_k_factorial():
+    # Ordered ADVI's importance weights target the ordered model, whose evidence is
+    # exactly Z / K!; compare() must add log K! and say so.
+    model = UnivariateGMM(2, prior_sd=3.0)
+    x = np.array([-2.1, -1.7, -2.4, 2.2, 1.9, 2.5, 2.0])
+    fits = {"advi": gmmkit.fit(model, x, "advi", seed=0),
+            "advi2": gmmkit.fit(model, x, "advi", seed=1)}
+    table = gmmkit.compare(fits, reference="advi", exact_evidence=False,
+                           psis_draws=4000).table
+    exact = model.exact_log_evidence(x)
+    row = table.loc["advi"]
+    assert "log K!" in row["log_evidence_source"]
+    # IS estimate: within 5 of its standard errors (measured se 0.07) plus 0.05 nats of
+    # Jensen bias, and far from the uncorrected value (log 2 = 0.69 nats lower).
+    assert abs(row["log_evidence"] - exact) < 5 * row["log_evidence_se"] + 0.05

@@ -395,21 +395,31 @@ def _evidence_by_model(
             # q stuck in the wrong basin can have a small k-hat yet a hopeless estimate, so
             # take the largest estimate, preferring those whose k-hat is acceptable.
             trusted = [n for n in estimated if psis[n].khat <= KHAT_THRESHOLD] or estimated
-            best = max(trusted, key=lambda n: psis[n].log_evidence)
+
+            def ordered_offset(name: str) -> float:
+                # A q under the ordered transform weighs against the ordered model, whose
+                # evidence is exactly Z / K!: log Z = log Z_ordered + log K!.
+                return float(getattr(fits[name].posterior, "log_k_factorial", 0.0) or 0.0)
+
+            best = max(trusted, key=lambda n: psis[n].log_evidence + ordered_offset(n))
             result = psis[best]
+            offset = ordered_offset(best)
             label = "label-symmetrised " if result.symmetrised else ""
             source = f"{label}importance sampling from {best} (k-hat {result.khat:.2f})"
             k = fits[best].n_components
-            if not result.symmetrised and k > 1:
+            if offset:
+                source += (f"; ordered transform: + log K! = {offset:.2f} nats "
+                           "(log Z = log Z_ordered + log K!)")
+            elif not result.symmetrised and k > 1:
                 source += (
                     f"; not label-symmetrised, so low by up to log K! = "
                     f"{np.sum(np.log(np.arange(2, k + 1))):.1f} nats"
                 )
             best_elbo = max((fits[n].elbo for n in names if np.isfinite(fits[n].elbo)),
                             default=-np.inf)
-            if result.log_evidence < best_elbo:
+            if result.log_evidence + offset < best_elbo:
                 source += "; below the best ELBO, so an underestimate"
-            out[key] = (result.log_evidence, result.log_evidence_se, source)
+            out[key] = (result.log_evidence + offset, result.log_evidence_se, source)
     return out
 
 

@@ -178,8 +178,11 @@ def _evidence(result, exact: float, psis_draws: int, seed: int) -> dict[str, Any
         diag = psis_diagnostics(result, n_draws=psis_draws, seed=seed)
         out["psis_khat"] = diag.khat
         if not np.isfinite(exact):
-            out["log_evidence"] = diag.log_evidence
-            out["log_evidence_source"] = "importance sampling"
+            # Under the ordered transform the estimate is of log Z_ordered = log Z - log K!.
+            offset = float(getattr(result.posterior, "log_k_factorial", 0.0) or 0.0)
+            out["log_evidence"] = diag.log_evidence + offset
+            out["log_evidence_source"] = "importance sampling" + (
+                " + log K! (ordered transform)" if offset else "")
     if np.isfinite(exact):
         out["log_evidence"], out["log_evidence_source"] = exact, "exact enumeration"
     elif np.isfinite(result.log_evidence):
