@@ -24,6 +24,8 @@ lint: $(BIN)/gmmkit
 
 bench: $(BIN)/gmmkit
 	$(BIN)/python benchmarks/bench_cavi.py
+	$(BIN)/python benchmarks/bench_vb.py
+	$(BIN)/python benchmarks/bench_pymc.py
 
 clean:
 	rm -rf $(VENV) gmmkit-demo .pytest_cache .hypothesis
