@@ -140,7 +140,7 @@ RUN_OPTIONS = [
                  help="Maximum iterations per restart."),
     click.option("--draws", type=click.IntRange(min=1), default=None,
                  help="Draws per chain (nuts, smc) or from q (advi)."),
-    click.option("--tune", type=click.IntRange(min=0), default=None,
+    click.option("--tune", type=click.IntRange(min=1), default=None,
                  help="Tuning steps (nuts)."),
     click.option("--chains", type=click.IntRange(min=1), default=None,
                  help="Chains (nuts, smc)."),
@@ -591,7 +591,7 @@ def _parse_numbers(value: str, option: str, kind: type, allow_prior: bool = Fals
               help="Draws from q for k-hat and the importance-sampling evidence.")
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Draws per chain (nuts, smc) or from q (advi).")
-@click.option("--tune", type=click.IntRange(min=0), default=None, help="Tuning steps (nuts).")
+@click.option("--tune", type=click.IntRange(min=1), default=None, help="Tuning steps (nuts).")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains (nuts, smc).")
 @click.option("--out", type=click.Path(), default=None,
               help="Output directory [default: gmmkit-sweep].")
