@@ -11,15 +11,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import xarray as xr
 
+if TYPE_CHECKING:
+    import arviz as az
+
 __all__ = [
     "FIT_GROUP",
-    "InferenceData",
     "ess",
     "from_netcdf",
     "loo",
@@ -29,7 +30,21 @@ __all__ = [
     "to_netcdf",
 ]
 
-InferenceData = az.InferenceData
+
+
+def _az():
+    # Imported on first use: ArviZ takes ~2 s to import, which every `gmmkit --help` and
+    # every fit that never touches InferenceData would otherwise pay.
+    with _quiet():
+        import arviz
+
+    return arviz
+
+
+def __getattr__(name: str) -> Any:
+    if name == "InferenceData":
+        return _az().InferenceData
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Name of the extra group that carries the ELBO trace and the variational parameters.
 FIT_GROUP = "fit"
@@ -98,7 +113,7 @@ def make_inference_data(
     if observed.ndim == 2:
         coords["feature"] = np.arange(observed.shape[1])
     with _quiet():
-        idata = az.from_dict(
+        idata = _az().from_dict(
             posterior={k: np.asarray(v) for k, v in posterior.items()},
             observed_data={"x": observed},
             log_likelihood={"x": np.asarray(log_likelihood)},
@@ -136,29 +151,29 @@ def to_netcdf(idata: az.InferenceData, path: str | Path) -> Path:
 def from_netcdf(path: str | Path) -> az.InferenceData:
     """Read an ``InferenceData`` written by :func:`to_netcdf`."""
     with _quiet():
-        return az.from_netcdf(str(path))
+        return _az().from_netcdf(str(path))
 
 
 def summary(idata: az.InferenceData, **kwargs: Any):
     """``az.summary`` with gmmkit's warnings silenced; returns a pandas DataFrame."""
     with _quiet():
-        return az.summary(idata, **kwargs)
+        return _az().summary(idata, **kwargs)
 
 
 def loo(idata: az.InferenceData, **kwargs: Any):
     """``az.loo`` (PSIS-LOO) on the pointwise log-likelihood."""
     with _quiet():
-        return az.loo(idata, **kwargs)
+        return _az().loo(idata, **kwargs)
 
 
 def rhat(idata: az.InferenceData) -> xr.Dataset:
     """Rank-normalised split r-hat of every posterior variable."""
-    return az.rhat(idata)
+    return _az().rhat(idata)
 
 
 def ess(idata: az.InferenceData, method: str = "bulk") -> xr.Dataset:
     """Bulk or tail effective sample size of every posterior variable."""
-    return az.ess(idata, method=method)
+    return _az().ess(idata, method=method)
 
 
 # ---------------------------------------------------------------------- comparison layer
@@ -169,7 +184,7 @@ def psislw(log_weights: np.ndarray) -> tuple[np.ndarray, float]:
     scale (not normalised), so ``logsumexp(smoothed) - log S`` estimates log E_q[w].
     """
     with _quiet():
-        smoothed, khat = az.psislw(np.array(log_weights, dtype=float), normalize=False)
+        smoothed, khat = _az().psislw(np.array(log_weights, dtype=float), normalize=False)
     return np.asarray(smoothed), float(np.asarray(khat))
 
 
@@ -196,7 +211,7 @@ def _quiet_plots():
 def plot_forest(idatas: Mapping[str, az.InferenceData], *, var_names=None, ax=None, **kwargs):
     """``az.plot_forest`` of several fits with ``model_names``; returns the axes."""
     with _quiet_plots():
-        return az.plot_forest(
+        return _az().plot_forest(
             list(idatas.values()), model_names=list(idatas), var_names=var_names,
             combined=True, ax=ax, show=False, **kwargs,
         )
@@ -205,16 +220,16 @@ def plot_forest(idatas: Mapping[str, az.InferenceData], *, var_names=None, ax=No
 def plot_trace(idata: az.InferenceData, *, var_names=None, axes=None, **kwargs):
     """``az.plot_trace`` (density and trace per variable); returns the axes array."""
     with _quiet_plots():
-        return az.plot_trace(idata, var_names=var_names, axes=axes, show=False, **kwargs)
+        return _az().plot_trace(idata, var_names=var_names, axes=axes, show=False, **kwargs)
 
 
 # ---------------------------------------------------------------------- PyMC samplers
 def sampler_diagnostics(idata: az.InferenceData, var_names: Sequence[str]) -> dict[str, Any]:
     """Worst r-hat, bulk/tail ESS and the number of divergences of a sampler's output."""
     with _quiet():
-        rhat_ds = az.rhat(idata, var_names=list(var_names))
-        bulk = az.ess(idata, var_names=list(var_names), method="bulk")
-        tail = az.ess(idata, var_names=list(var_names), method="tail")
+        rhat_ds = _az().rhat(idata, var_names=list(var_names))
+        bulk = _az().ess(idata, var_names=list(var_names), method="bulk")
+        tail = _az().ess(idata, var_names=list(var_names), method="tail")
 
     def worst(ds, fn):
         values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
