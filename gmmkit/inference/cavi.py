@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import logsumexp
 
-from gmmkit.inference.loop import coordinate_ascent, initial_means
+from gmmkit.inference.loop import coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.univariate import UnivariateGMM
 from gmmkit.result import Fit
 
@@ -219,19 +219,9 @@ def fit_cavi(
         rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label="CAVI",
     )
     state = run.state
-    return Fit(
-        method="cavi",
-        model=model,
-        data=x,
+    return fit_from_run(
+        run, method="cavi", model=model, data=x,
         posterior=GaussianMeansPosterior(model, state.m, state.s2),
         responsibilities=np.exp(log_responsibilities(model, x, state.m, state.s2)),
-        elbo=float(run.trace[-1]),
-        elbo_trace=run.trace,
-        converged=run.converged,
-        n_iter=run.n_iter,
-        elapsed_s=run.elapsed_s,
         seed=seed,
-        restart_elbos=run.restart_objectives,
-        time_trace=run.time_trace,
-        restart_failures=run.restart_failures,
     )

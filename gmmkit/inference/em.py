@@ -60,7 +60,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.special import entr, logsumexp
 
-from gmmkit.inference.loop import RestartFailed, coordinate_ascent, initial_means
+from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models._linalg import NotPositiveDefinite, precision_cholesky
 from gmmkit.models.mixture import GaussianMixture, weighted_log_prob
 from gmmkit.result import Fit
@@ -417,23 +417,11 @@ def _make_fit(method: str, model, X, run, seed, *, hard: bool) -> Fit:
                                        hard=hard)
     elbo_trace = run.monitor_traces["elbo"]
     loglik_trace = run.monitor_traces["log_likelihood"]
-    return Fit(
-        method=method,
-        model=model,
-        data=X,
-        posterior=posterior,
-        responsibilities=np.exp(posterior.log_responsibilities(X)),
-        elbo=float(elbo_trace[-1]),
-        elbo_trace=elbo_trace,
-        converged=run.converged,
-        n_iter=run.n_iter,
-        elapsed_s=run.elapsed_s,
-        seed=seed,
-        restart_elbos=run.restart_objectives,
-        time_trace=run.time_trace,
-        log_likelihood_trace=loglik_trace,
+    return fit_from_run(
+        run, method=method, model=model, data=X, posterior=posterior,
+        responsibilities=np.exp(posterior.log_responsibilities(X)), seed=seed,
+        elbo_trace=elbo_trace, log_likelihood_trace=loglik_trace,
         kl_trace=loglik_trace - elbo_trace,
-        restart_failures=run.restart_failures,
         diagnostics={
             "objective": "classification_log_likelihood" if hard else "log_likelihood",
             "log_likelihood": float(state.log_likelihood),

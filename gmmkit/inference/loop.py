@@ -16,7 +16,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["RestartFailed", "RunResult", "coordinate_ascent", "initial_means", "progress_bar"]
+__all__ = [
+    "RestartFailed",
+    "RunResult",
+    "coordinate_ascent",
+    "fit_from_run",
+    "initial_means",
+    "progress_bar",
+]
 
 
 class RestartFailed(Exception):
@@ -145,6 +152,35 @@ def coordinate_ascent(
         state=state, trace=trace, time_trace=times, monitor_traces=traces,
         converged=converged, n_iter=n_iter, restart_objectives=finals,
         restart_failures=tuple(failures), elapsed_s=time.perf_counter() - start,
+    )
+
+
+def fit_from_run(
+    run: RunResult,
+    *,
+    method: str,
+    model: Any,
+    data: np.ndarray,
+    posterior: Any,
+    responsibilities: np.ndarray,
+    seed: int,
+    elbo_trace: np.ndarray | None = None,
+    **extra: Any,
+):
+    """The ``Fit`` of a closed-form method from the loop's result: the bookkeeping
+    (ELBO, traces, convergence, restarts, timing) is the same for every method.
+
+    ``elbo_trace`` defaults to the loop's objective trace; ``extra`` goes to ``Fit`` as is.
+    """
+    from gmmkit.result import Fit
+
+    trace = run.trace if elbo_trace is None else elbo_trace
+    return Fit(
+        method=method, model=model, data=data, posterior=posterior,
+        responsibilities=responsibilities, elbo=float(trace[-1]), elbo_trace=trace,
+        converged=run.converged, n_iter=run.n_iter, elapsed_s=run.elapsed_s, seed=seed,
+        restart_elbos=run.restart_objectives, time_trace=run.time_trace,
+        restart_failures=run.restart_failures, **extra,
     )
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp, multigammaln
 
-from gmmkit.inference.loop import RestartFailed, coordinate_ascent, initial_means
+from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models._linalg import LOG_2PI, mahalanobis_sq
 from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.mixture import batched_log_likelihood
@@ -555,20 +555,9 @@ def fit_vb(
     _e_step(prob, coef, out=responsibilities)
     centre = prob.centre
     del prob  # frees the kept features before Fit copies the (N, K) responsibilities
-    return Fit(
-        method="cavi",
-        model=model,
-        data=X,
+    return fit_from_run(
+        run, method="cavi", model=model, data=X,
         posterior=BishopPosterior(model, centre, state.alpha, state.beta, state.m,
                                   state.W_inv_chol, state.nu),
-        responsibilities=responsibilities,
-        elbo=float(run.trace[-1]),
-        elbo_trace=run.trace,
-        converged=run.converged,
-        n_iter=run.n_iter,
-        elapsed_s=run.elapsed_s,
-        seed=seed,
-        restart_elbos=run.restart_objectives,
-        time_trace=run.time_trace,
-        restart_failures=run.restart_failures,
+        responsibilities=responsibilities, seed=seed,
     )
