@@ -692,16 +692,19 @@ with the wall time of every step.
               help="Smaller data and shorter runs (a smoke test, not a reference).")
 @click.option("--faithful/--no-faithful", default=True, show_default=True,
               help="Run part (b), Old Faithful.")
+@click.option("--parallel/--sequential", default=True, show_default=True,
+              help="Run part (b) in a second process while part (a) runs (2 cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_handle_errors
-def demo(out: str, force: bool, seed: int, quick: bool, faithful: bool, quiet: bool) -> None:
+def demo(out: str, force: bool, seed: int, quick: bool, faithful: bool, parallel: bool,
+         quiet: bool) -> None:
     """Run the reference comparison and write its report to --out."""
     from gmmkit.demo import run_demo
 
     if seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {seed}")
     run_demo(out, force=force, seed=seed, progress=_show_progress(quiet), quick=quick,
-             faithful=faithful)
+             faithful=faithful, parallel=parallel)
 
 
 def main() -> None:
