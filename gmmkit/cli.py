@@ -286,13 +286,19 @@ def print_fit_summary(result: Any, names: list[str]) -> None:
             str(k), f"{weights[k]:.4f}", *(f"{means[k, j]:.4g}" for j in range(len(shown)))
         )
     console.print(table)
-    objective = "ELBO" if np.isfinite(result.elbo) else "log-likelihood"
-    value = result.elbo if np.isfinite(result.elbo) else (
-        result.log_likelihood_trace[-1] if result.log_likelihood_trace is not None
-        and len(result.log_likelihood_trace) else float("nan")
-    )
+    if result.posterior.is_point_estimate and result.log_likelihood_trace is not None:
+        objective = f"log-likelihood = {result.log_likelihood_trace[-1]:.6g} nats"
+    elif np.isfinite(result.elbo):
+        objective = f"ELBO = {result.elbo:.6g} nats"
+        if result.elbo_se > 0:
+            objective += f" (se {result.elbo_se:.2g})"
+    elif np.isfinite(result.log_evidence):
+        objective = (f"log evidence = {result.log_evidence:.6g} nats "
+                     f"(se {result.log_evidence_se:.2g})")
+    else:  # NUTS: draws only, no bound and no evidence
+        objective = "no ELBO (sampler)"
     console.print(
-        f"{objective} = {value:.6g} nats; {result.n_iter} iterations; "
+        f"{objective}; {result.n_iter} iterations; "
         f"converged = {result.converged}; {result.elapsed_s:.2f} s"
     )
     for message in result.restart_failures:

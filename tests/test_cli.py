@@ -332,3 +332,23 @@ def test_sweep_routes_sampler_options(tmp_path, monkeypatch):
         "nuts": {"draws": 50, "tune": 40, "chains": 1},
         "smc": {"draws": 50, "chains": 1},
     }
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [(["--model", "gmm", "--method", "em"], "log-likelihood = "),
+     (["--method", "cavi"], "ELBO = ")],
+    ids=["em-reports-log-likelihood", "vb-reports-elbo"],
+)
+def test_fit_summary_names_the_objective(tmp_path, args, expected):
+    path = tmp_path / "x.npy"
+    np.save(path, datasets.old_faithful(standardize=True))
+    result = CliRunner().invoke(
+        cli, ["fit", str(path), "-k", "2", *args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    line = next(s for s in result.output.splitlines() if " nats;" in s)
+    assert line.startswith(expected)
+    value = float(line[len(expected):].split()[0])
+    saved = json.loads((tmp_path / "out" / "params.json").read_text())
+    # The printed number is the saved one, to the 6 significant digits printed.
+    assert value == pytest.approx(saved["elbo"], rel=1e-5)
