@@ -391,6 +391,10 @@ def _check_methods_apply(methods: list[str], allowed: tuple[str, ...], model: st
 )
 @click.option("--psis-draws", type=click.IntRange(min=10), default=2000, show_default=True,
               help="Draws from each variational q for PSIS k-hat and the evidence.")
+@click.option("--min-weight", type=click.FloatRange(min=0.0, max=1.0), default=0.0,
+              show_default=True,
+              help="Agreement columns over the reference's components with at least this "
+                   "weight (leave out components a Bayesian fit switched off).")
 @click.option("--log-likelihood/--no-log-likelihood", default=True, show_default=True,
               help="Store the pointwise log-likelihood in fits/METHOD.nc (draws x N floats "
                    "per fit).")
@@ -404,7 +408,8 @@ def compare(
     alpha0: float | None, beta0: float, nu0: float | None, prior_sd: float | None,
     obs_sd: float, reg_covar: float, seed: int, n_init: int, init: str, tol: float,
     max_iter: int, draws: int | None, tune: int | None, chains: int | None,
-    columns: str | None, standardize: bool, psis_draws: int, log_likelihood: bool,
+    columns: str | None, standardize: bool, psis_draws: int, min_weight: float,
+    log_likelihood: bool,
     out: str | None, force: bool, quiet: bool,
 ) -> None:
     """Fit DATA with several methods and compare them against a reference fit."""
@@ -440,7 +445,8 @@ def compare(
             max_iter=max_iter, progress=progress,
             **_method_options(method, draws=draws, tune=tune, chains=chains),
         )
-    comparison = gmmkit.compare(fits, reference=reference, psis_draws=psis_draws, seed=seed)
+    comparison = gmmkit.compare(fits, reference=reference, psis_draws=psis_draws, seed=seed,
+                                min_weight=min_weight)
     comparison.save(out_dir, force=force, log_likelihood=log_likelihood)
     if not quiet:
         print_comparison(comparison, title=f"{type(model).__name__}, K = {components}")

@@ -682,3 +682,21 @@ def test_ordered_advi_importance_sampling_evidence_gets_log_k_factorial():
     # IS estimate: within 5 of its standard errors (measured se 0.07) plus 0.05 nats of
     # Jensen bias, and far from the uncorrected value (log 2 = 0.69 nats lower).
     assert abs(row["log_evidence"] - exact) < 5 * row["log_evidence_se"] + 0.05
+
+
+def test_min_weight_restricts_agreement_to_live_components():
+    # Bishop's K = 6 on Old Faithful keeps two components.  Two fits that differ only in
+    # beta0 agree on those two, while their four pruned components follow their different
+    # priors; min_weight = 0.01 must measure the live ones only.
+    from gmmkit import BayesianGMM
+
+    X = gmmkit.datasets.old_faithful(standardize=True)
+    a = gmmkit.fit(BayesianGMM(6, alpha0=1e-3), X, "cavi", seed=0)
+    b = gmmkit.fit(BayesianGMM(6, alpha0=1e-3, beta0=0.05), X, "cavi", seed=1)
+    every = compare({"a": a, "b": b}, reference="a").table.loc["b"]
+    live = compare({"a": a, "b": b}, reference="a", min_weight=0.01).table.loc["b"]
+    # Live component means of two fits of the same 272 points: within 0.1 data sd.
+    assert live["w2_means"] < 0.1
+    assert every["w2_means"] > 100 * live["w2_means"]
+    with pytest.raises(ValueError, match="min_weight"):
+        compare({"a": a, "b": b}, reference="a", min_weight=0.9)

@@ -134,6 +134,13 @@ def agreement(
     }
 
 
+def _components(draws: Mapping[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The draws of the components ``keep`` (a (K,) mask) from flattened (S, K * m)
+    draws, whose columns run component by component (see :func:`parameter_draws`)."""
+    return {name: np.asarray(value)[:, np.repeat(keep, np.shape(value)[1] // keep.size)]
+            for name, value in draws.items()}
+
+
 def _truth_parts(truth: Any) -> dict[str, np.ndarray]:
     """means (K, D) and, when known, weights, covariances and labels of ``truth``."""
     get = truth.get if isinstance(truth, Mapping) else (lambda k: getattr(truth, k, None))
@@ -242,6 +249,7 @@ def compare(
     psis_draws: int = 2000,
     seed: int = 0,
     exact_evidence: bool = True,
+    min_weight: float = 0.0,
 ) -> Comparison:
     """Compare fits of one data set in one table, with aligned labels.
 
@@ -270,6 +278,11 @@ def compare(
         identical metrics.
     exact_evidence : bool
         Try ``model.exact_log_evidence`` (enumeration; only tiny data sets).
+    min_weight : float
+        The agreement columns use only the components whose reference weight is at least
+        this.  An over-complete Bayesian fit (Bishop's K = 6 on Old Faithful) switches its
+        extra components off; their q is essentially the prior, the data do not identify
+        them, and differences there would swamp the agreement on the live components.
 
     Returns
     -------
@@ -319,6 +332,13 @@ def compare(
                 continue  # a posterior that refuses importance weights: no k-hat
     evidence = _evidence_by_model(named, psis, exact_evidence)
     draws = {name: parameter_draws(fit, n_draws, seed) for name, fit in aligned.items()}
+    live = np.asarray(aligned_ref.weights) >= min_weight  # components the agreement uses
+    if not live.any():
+        raise ValueError(
+            f"min_weight must leave at least one component of the reference "
+            f"{reference!r}, whose largest weight is {float(np.max(aligned_ref.weights)):.3g}; "
+            f"got {min_weight!r}"
+        )
     ref_labels = np.argmax(aligned_ref.responsibilities, axis=1)
 
     rows = []
@@ -342,7 +362,8 @@ def compare(
             else ("do not trust this q" if khat > KHAT_THRESHOLD else "ok"),
         }
         if fit.n_components == k_ref:
-            row.update(agreement(draws[name], draws[reference]))
+            row.update(agreement(_components(draws[name], live),
+                                 _components(draws[reference], live)))
         else:
             row.update(dict.fromkeys(TABLE_COLUMNS[12:18], np.nan))
         row["ari"] = float(
