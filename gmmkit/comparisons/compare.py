@@ -137,6 +137,8 @@ def agreement(
 def _components(draws: Mapping[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
     """The draws of the components ``keep`` (a (K,) mask) from flattened (S, K * m)
     draws, whose columns run component by component (see :func:`parameter_draws`)."""
+    if keep.all():
+        return dict(draws)  # no copies: identical fits keep bit-identical draws
     return {name: np.asarray(value)[:, np.repeat(keep, np.shape(value)[1] // keep.size)]
             for name, value in draws.items()}
 
