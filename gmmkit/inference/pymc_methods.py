@@ -66,13 +66,11 @@ def _univariate_log_components(model, x: np.ndarray, draws: dict[str, np.ndarray
 
 
 def _bishop_log_components(model, x: np.ndarray, draws: dict[str, np.ndarray]):
-    """log pi_k N(x_i | mu_k, Sigma_k), shape (S, N, K), via Cholesky factors."""
-    from gmmkit.models._linalg import log_gaussian_prob, precision_cholesky
+    """log pi_k N(x_i | mu_k, Sigma_k), shape (S, N, K), vectorised over draws."""
+    from gmmkit.models.mixture import batched_weighted_log_prob
 
-    out = []
-    for w, m, c in zip(draws["weights"], draws["means"], draws["covariances"], strict=True):
-        out.append(np.log(w) + log_gaussian_prob(x, m, precision_cholesky(c)))
-    return np.stack(out)
+    return batched_weighted_log_prob(x, draws["weights"], draws["means"],
+                                     draws["covariances"])
 
 
 class DrawsPosterior:
