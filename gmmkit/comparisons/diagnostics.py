@@ -36,7 +36,7 @@ from math import lgamma
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp, multigammaln
+from scipy.special import logsumexp
 
 from gmmkit import _arviz
 from gmmkit.result import Fit
@@ -115,33 +115,19 @@ def _bishop_component_log_q(params, draws):
     """Bishop (PRML 10.55-10.59) q(pi) q(mu, Lambda) = Dir(pi | alpha)
     prod_k N(mu_k | m_k, (beta_k Lambda_k)^-1) W(Lambda_k | W_k, nu_k), evaluated on the
     draws' (weights, means, precision); the Dirichlet's normaliser is label-invariant."""
-    alpha, beta = np.asarray(params["alpha"]), np.asarray(params["beta"])
-    m, w_scale, nu = np.asarray(params["m"]), np.asarray(params["W"]), np.asarray(params["nu"])
+    from gmmkit.models.bayesian import normal_wishart_logpdf
+
+    alpha = np.asarray(params["alpha"])
+    m = np.asarray(params["m"])
     k, d = m.shape
     weights = np.asarray(draws["weights"]).reshape(-1, k)
     means = np.asarray(draws["means"]).reshape(-1, k, d)
     covs = np.asarray(draws["covariances"]).reshape(-1, k, d, d)
-    chol = np.linalg.cholesky(covs)  # Sigma_j = L L^T; Lambda_j = Sigma_j^-1
-    log_det_lambda = -2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)  # (S, K)
-    precision = np.linalg.inv(covs)  # (S, K, D, D); only traces against W_k^-1 below
-    w_chol = np.linalg.cholesky(w_scale)
-    log_det_w = 2.0 * np.log(np.diagonal(w_chol, axis1=-2, axis2=-1)).sum(-1)  # (K,)
-    w_inv = np.linalg.inv(w_scale)
-    # Wishart log density of Lambda_j under factor k (Bishop B.78)
-    trace = np.einsum("kab,sjba->sjk", w_inv, precision)
-    log_wishart = (
-        0.5 * (nu - d - 1) * log_det_lambda[:, :, None] - 0.5 * trace
-        - 0.5 * nu * d * np.log(2.0) - 0.5 * nu * log_det_w - multigammaln(0.5 * nu, d)
-    )
-    # Normal log density of mu_j with precision beta_k Lambda_j
-    diff = means[:, :, None, :] - m[None, None, :, :]  # (S, J, K, D)
-    maha = np.einsum("sjkd,sjde,sjke->sjk", diff, precision, diff)
-    log_normal = (
-        -0.5 * d * _LOG_2PI + 0.5 * d * np.log(beta) + 0.5 * log_det_lambda[:, :, None]
-        - 0.5 * beta * maha
-    )
+    # Draw s's component j (axis 1) under factor k (axis 2), by broadcasting.
+    log_nw = normal_wishart_logpdf(means[:, :, None], covs[:, :, None], m, params["beta"],
+                                   params["W"], params["nu"])
     log_dirichlet = (alpha - 1.0) * np.log(np.maximum(weights, 1e-300))[:, :, None]
-    return log_wishart + log_normal + log_dirichlet
+    return log_nw + log_dirichlet
 
 
 def _symmetrisation_correction(component_log_q: np.ndarray) -> np.ndarray:

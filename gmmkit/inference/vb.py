@@ -33,11 +33,15 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
-from scipy.special import digamma, gammaln, logsumexp, multigammaln
+from scipy.special import digamma, gammaln, logsumexp
 
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models._linalg import LOG_2PI, mahalanobis_sq
-from gmmkit.models.bayesian import BayesianGMM
+from gmmkit.models.bayesian import (
+    BayesianGMM,
+    log_wishart_normaliser,
+    normal_wishart_logpdf,
+)
 from gmmkit.models.mixture import batched_log_likelihood
 from gmmkit.result import Fit
 
@@ -295,9 +299,7 @@ def step(prob: _Problem, state: VBState) -> VBState:
 
 
 # ----------------------------------------------------------------------------- bound
-def _log_B(log_det_W, nu, d):
-    """ln B(W, nu), the Wishart normaliser (B.79)."""
-    return -0.5 * nu * log_det_W - 0.5 * nu * d * np.log(2.0) - multigammaln(0.5 * nu, d)
+_log_B = log_wishart_normaliser  # ln B(W, nu), Bishop B.79
 
 
 def _log_C(alpha):
@@ -486,34 +488,11 @@ class BishopPosterior:
         draws = self._draw_flat(n_draws, rng)  # the same stream as draw(n_draws, rng)
         log_p = self.model.log_prior(draws) + batched_log_likelihood(
             x, draws["weights"], draws["means"], draws["covariances"]).sum(axis=-1)
-        means, covs = draws["means"], draws["covariances"]
         # Dirichlet (B.16) on log weights: finite even where a weight underflows to 0.
-        log_q = _log_C(self.alpha) + draws["log_weights"] @ (self.alpha - 1.0)  # (S,)
-        for j in range(self.n_components):  # K components; draws vectorised
-            log_q = log_q + _log_normal_wishart_q(
-                means[:, j], covs[:, j], self.m[j], self.beta[j], self._ex.W[j],
-                self.nu[j], self._ex.log_det_W[j],
-            )
+        log_q = (_log_C(self.alpha) + draws["log_weights"] @ (self.alpha - 1.0)
+                 + normal_wishart_logpdf(draws["means"], draws["covariances"], self.m,
+                                         self.beta, self._ex.W, self.nu).sum(axis=-1))
         return log_p - log_q
-
-
-def _log_normal_wishart_q(means, covs, m, beta, W, nu, log_det_W):
-    """log N(mu | m, (beta Lambda)^-1) + log W(Lambda | W, nu) for S draws of
-    (mu (S, D), Sigma = Lambda^-1 (S, D, D))."""
-    d = m.shape[0]
-    chol = np.linalg.cholesky(covs)
-    log_det_lambda = -2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
-    inv_chol = np.linalg.solve(chol, np.broadcast_to(np.eye(d), chol.shape))
-    lam = np.swapaxes(inv_chol, -1, -2) @ inv_chol
-    W_inv = np.linalg.inv(W)
-    trace = np.einsum("ab,sba->s", W_inv, lam)
-    log_wishart = (_log_B(log_det_W, nu, d) + 0.5 * (nu - d - 1.0) * log_det_lambda
-                   - 0.5 * trace)
-    diff = means - m
-    maha = np.einsum("sa,sab,sb->s", diff, lam, diff)
-    log_normal = (0.5 * d * np.log(beta / (2 * np.pi)) + 0.5 * log_det_lambda
-                  - 0.5 * beta * maha)
-    return log_wishart + log_normal
 
 
 # ----------------------------------------------------------------------------- fit

@@ -42,7 +42,7 @@ from gmmkit._validation import (
 from gmmkit.models.base import MixtureData, check_enumerable, enumerate_assignments
 from gmmkit.models.mixture import COVARIANCE_TYPES, GaussianMixture
 
-__all__ = ["BayesianGMM", "normal_wishart_log_marginal"]
+__all__ = ["BayesianGMM", "normal_wishart_log_marginal", "normal_wishart_logpdf"]
 
 _LOG_PI = np.log(np.pi)
 _PLANNED_COVARIANCE_TYPES = ("diag", "spherical", "tied")
@@ -274,7 +274,7 @@ class BayesianGMM:
         weights = np.asarray(params["weights"], dtype=float)
         means = np.asarray(params["means"], dtype=float)
         covs = np.asarray(params["covariances"], dtype=float)
-        k, d = self.n_components, self.m0.shape[0]
+        k = self.n_components
         alpha0, beta0, nu0 = self.alpha0, self.beta0, self.nu0
         # Dirichlet (B.16) in log space; ``log_weights``, when given, avoids log(0) for a
         # weight that underflowed (a pruned component's draws).
@@ -285,23 +285,8 @@ class BayesianGMM:
                 log_w = np.log(weights)
         log_dir = (gammaln(k * alpha0) - k * gammaln(alpha0)
                    + np.sum((alpha0 - 1.0) * log_w, axis=-1))
-        chol_cov = np.linalg.cholesky(covs)  # Sigma = L L^T; Lambda = L^-T L^-1
-        log_det_lambda = -2.0 * np.log(np.diagonal(chol_cov, axis1=-2, axis2=-1)).sum(-1)
-        eye = np.broadcast_to(np.eye(d), chol_cov.shape)
-        inv_chol = np.linalg.solve(chol_cov, eye)  # L^-1, so Lambda = inv_chol^T inv_chol
-        # Wishart (B.78): B(W0, nu0) |Lambda|^((nu0-D-1)/2) exp(-tr(W0^-1 Lambda)/2).
-        w0_chol = np.linalg.cholesky(self.W0)
-        w0_inv_chol = np.linalg.solve(w0_chol, np.eye(d))
-        w0_inv = w0_inv_chol.T @ w0_inv_chol
-        trace = np.einsum("ab,...kcb,...kca->...k", w0_inv, inv_chol, inv_chol)
-        log_det_w0 = 2.0 * np.log(np.diag(w0_chol)).sum()
-        log_b = -0.5 * nu0 * log_det_w0 - 0.5 * nu0 * d * np.log(2.0) - multigammaln(0.5 * nu0, d)
-        log_wishart = log_b + 0.5 * (nu0 - d - 1.0) * log_det_lambda - 0.5 * trace
-        # N(mu_k | m0, (beta0 Lambda_k)^-1).
-        y = np.einsum("...kab,...kb->...ka", inv_chol, means - self.m0)
-        log_normal = (0.5 * d * np.log(beta0 / (2 * np.pi)) + 0.5 * log_det_lambda
-                      - 0.5 * beta0 * np.sum(y * y, axis=-1))
-        return log_dir + np.sum(log_wishart + log_normal, axis=-1)
+        log_nw = normal_wishart_logpdf(means, covs, self.m0, beta0, self.W0, nu0)
+        return log_dir + np.sum(log_nw, axis=-1)
 
     def log_joint(self, X: Any, params: dict[str, Any]) -> np.ndarray:
         """log p(X, pi, mu, Lambda) with z summed out and every constant included.
@@ -386,6 +371,45 @@ class BayesianGMM:
                 f"{what} needs concrete priors: pass m0, W0 (and alpha0, nu0) or call "
                 "model.resolve(X) first"
             )
+
+
+def log_wishart_normaliser(log_det_W: Any, nu: Any, d: int) -> Any:
+    """ln B(W, nu) of the Wishart density (Bishop B.79), from ln|W|."""
+    return -0.5 * nu * log_det_W - 0.5 * nu * d * np.log(2.0) - multigammaln(0.5 * nu, d)
+
+
+def normal_wishart_logpdf(means: Any, covariances: Any, m: Any, beta: Any, W: Any,
+                          nu: Any) -> np.ndarray:
+    """log N(mu | m, (beta Lambda)^-1) + log Wishart(Lambda | W, nu) with Lambda = Sigma^-1.
+
+    The prior of one component (PRML 10.40) and Bishop's q(mu_k, Lambda_k) (10.59).  The
+    point arguments ``means`` (..., D) and ``covariances`` (..., D, D) broadcast against
+    the parameters ``m`` (..., D), ``beta`` (...), ``W`` (..., D, D) and ``nu`` (...),
+    so one call evaluates every draw under every component.  Only Cholesky factors and
+    their (D, D) triangular inverses are formed.
+    """
+    means = np.asarray(means, dtype=float)
+    covariances = np.asarray(covariances, dtype=float)
+    W = np.asarray(W, dtype=float)
+    beta, nu = np.asarray(beta, dtype=float), np.asarray(nu, dtype=float)
+    d = means.shape[-1]
+    eye = np.eye(d)
+    chol = np.linalg.cholesky(covariances)  # Sigma = L L^T, Lambda = L^-T L^-1
+    log_det_lambda = -2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
+    inv_chol = np.linalg.solve(chol, np.broadcast_to(eye, chol.shape))
+    precision = np.swapaxes(inv_chol, -1, -2) @ inv_chol
+    w_chol = np.linalg.cholesky(W)
+    log_det_w = 2.0 * np.log(np.diagonal(w_chol, axis1=-2, axis2=-1)).sum(-1)
+    w_inv_chol = np.linalg.solve(w_chol, np.broadcast_to(eye, w_chol.shape))
+    w_inv = np.swapaxes(w_inv_chol, -1, -2) @ w_inv_chol
+    trace = np.einsum("...ab,...ba->...", w_inv, precision)
+    diff = means - np.asarray(m, dtype=float)
+    maha = np.einsum("...a,...ab,...b->...", diff, precision, diff)
+    log_wishart = (log_wishart_normaliser(log_det_w, nu, d)
+                   + 0.5 * (nu - d - 1.0) * log_det_lambda - 0.5 * trace)  # B.78
+    log_normal = (0.5 * d * np.log(beta / (2 * np.pi)) + 0.5 * log_det_lambda
+                  - 0.5 * beta * maha)
+    return log_wishart + log_normal
 
 
 def normal_wishart_log_marginal(
