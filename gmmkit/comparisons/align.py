@@ -41,7 +41,6 @@ __all__ = [
     "self_pivot",
 ]
 
-_LOG_2PI = np.log(2 * np.pi)
 #: Up to this K, per-draw relabelling enumerates all K! permutations in one vectorised
 #: pass; above it, one linear_sum_assignment per draw.
 _ENUMERATE_MAX_K = 5
@@ -265,28 +264,13 @@ class RelabelledDrawsPosterior:
         return out
 
     def _per_draw_log_density(self, x: np.ndarray, draws: Mapping[str, np.ndarray]):
-        """log w_k + log N(x_i | theta_k) for a block of draws, shape (S, N, K), or None."""
-        if "mu" in draws and hasattr(self.model, "obs_sd"):
-            mu = draws["mu"]  # (S, K); equal weights 1/K, known noise sd
-            tau2 = float(self.model.obs_sd) ** 2
-            return (
-                -np.log(mu.shape[-1]) - 0.5 * (_LOG_2PI + np.log(tau2))
-                - 0.5 * (x[None, :, None] - mu[:, None, :]) ** 2 / tau2
-            )
-        if "means" in draws and "covariances" in draws:
-            from gmmkit.models._linalg import log_gaussian_prob, precision_cholesky
-
-            xx = x[:, None] if x.ndim == 1 else x
-            k = draws["means"].shape[1]
-            weights = draws.get("weights", np.full((draws["means"].shape[0], k), 1.0 / k))
-            out = np.empty((draws["means"].shape[0], xx.shape[0], k))
-            for s in range(out.shape[0]):  # loop over draws; points and components vectorised
-                prec_chol = precision_cholesky(draws["covariances"][s])
-                out[s] = np.log(weights[s]) + log_gaussian_prob(
-                    xx, draws["means"][s], prec_chol
-                )
-            return out
-        return None
+        """log w_k + log N(x_i | theta_k) for a block of draws, shape (S, N, K), or None
+        for a model that cannot evaluate its components on draws."""
+        log_components = getattr(self.model, "log_components", None)
+        if log_components is None:
+            return None
+        xx = x if "mu" in draws or x.ndim == 2 else x[:, None]
+        return log_components(xx, dict(draws))
 
     def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
         """log of the responsibilities averaged over the relabelled draws, shape (N, K)."""

@@ -57,22 +57,6 @@ _DEFAULTS = {
 
 
 # ---------------------------------------------------------------------- posterior
-def _univariate_log_components(model, x: np.ndarray, draws: dict[str, np.ndarray]):
-    """log (1/K) N(x_i | mu_k, tau^2), shape (S, N, K), for draws["mu"] (S, K)."""
-    tau2 = model.obs_sd**2
-    mu = draws["mu"]
-    diff = x[None, :, None] - mu[:, None, :]
-    return -np.log(model.n_components) - 0.5 * (_LOG_2PI + np.log(tau2)) - 0.5 * diff**2 / tau2
-
-
-def _bishop_log_components(model, x: np.ndarray, draws: dict[str, np.ndarray]):
-    """log pi_k N(x_i | mu_k, Sigma_k), shape (S, N, K), vectorised over draws."""
-    from gmmkit.models.mixture import batched_weighted_log_prob
-
-    return batched_weighted_log_prob(x, draws["weights"], draws["means"],
-                                     draws["covariances"])
-
-
 class DrawsPosterior:
     """A posterior represented by draws (chain, draw, ...) under canonical names.
 
@@ -104,9 +88,9 @@ class DrawsPosterior:
     def _log_components_blocks(self, x: np.ndarray):
         flat = self._flat()
         n_draws = next(iter(flat.values())).shape[0]
-        fn = _univariate_log_components if "mu" in flat else _bishop_log_components
         for start in range(0, n_draws, self._BLOCK):
-            yield fn(self.model, x, {k: v[start : start + self._BLOCK] for k, v in flat.items()})
+            yield self.model.log_components(
+                x, {k: v[start : start + self._BLOCK] for k, v in flat.items()})
 
     def _n_draws(self) -> int:
         return int(np.prod(next(iter(self._draws.values())).shape[:2]))

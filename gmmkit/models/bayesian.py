@@ -266,6 +266,11 @@ class BayesianGMM:
             self.check_data(x), draws
         )
 
+    def log_components(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
+        """log pi_k N(x_i | mu_k, Sigma_k) for S draws: see
+        :meth:`GaussianMixture.log_components`."""
+        return GaussianMixture(self.n_components).log_components(x, draws)
+
     def log_prior(self, params: dict[str, Any]) -> np.ndarray:
         """log p(pi, mu, Lambda) with every constant, for parameters with leading batch
         axes: ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D),

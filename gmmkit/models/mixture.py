@@ -350,6 +350,14 @@ class GaussianMixture:
         x = self.check_data(x)
         return batched_log_likelihood(x, draws["weights"], draws["means"], draws["covariances"])
 
+    def log_components(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
+        """log pi_k N(x_i | mu_k, Sigma_k) for S draws (``weights`` (S, K), ``means``
+        (S, K, D), ``covariances`` (S, K, D, D)) of validated ``x`` (N, D): (S, N, K)."""
+        return batched_weighted_log_prob(
+            x, np.asarray(draws["weights"], dtype=float),
+            np.asarray(draws["means"], dtype=float),
+            np.asarray(draws["covariances"], dtype=float))
+
     def log_likelihood(self, x: Any, weights: Any, means: Any, covariances: Any) -> float:
         """Total log-likelihood sum_n log p(x_n | theta) in nats (Bishop PRML 9.14)."""
         x = self.check_data(x)

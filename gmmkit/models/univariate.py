@@ -82,6 +82,11 @@ class UnivariateGMM:
         diff = x[:, None] - mu[..., None, :]
         return -0.5 * (_LOG_2PI + np.log(tau2)) - 0.5 * diff**2 / tau2
 
+    def log_components(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
+        """log (1/K) N(x_i | mu_k, tau^2) for S draws ``mu`` (S, K): shape (S, N, K)."""
+        mu = np.asarray(draws["mu"], dtype=float)
+        return self._component_logpdf(x, mu) - np.log(self.n_components)
+
     def pointwise_log_likelihood(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
         """log p(x_i | mu) = logsumexp_k(-log K + log N(x_i | mu_k, tau^2)).
 
