@@ -393,9 +393,9 @@ def test_exact_evidence_refuses_large_problems():
         BayesianGMM(3).exact_log_evidence(_blobs(n=40))
 
 
-def test_math_constants():
-    # Guard on the digamma sum used for E[ln|Lambda|] (10.65): for D = 1 it is the
-    # expectation of ln chi^2(nu) / W^-1 ... checked against a direct integral.
+def test_expected_log_det_formula_for_one_dimension():
+    # 10.65 for D = 1: Lambda ~ Wishart(W, nu) is Gamma(shape nu/2, scale 2W), so
+    # E[ln Lambda] = psi(nu/2) + ln 2 + ln W; checked against Monte Carlo (5 se).
     nu, W = 3.3, 0.7
     e_log = digamma(nu / 2) + math.log(2) + math.log(W)
     samples = stats.gamma(a=nu / 2, scale=2 * W).rvs(size=400_000, random_state=0)
