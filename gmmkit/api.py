@@ -7,23 +7,11 @@ from typing import Any
 import numpy as np
 
 from gmmkit._validation import check_choice, check_int
+from gmmkit.inference.methods import CAVI, COMMON_OPTIONS, Method, get_method, methods_for
+from gmmkit.models.protocol import Model
 from gmmkit.result import Fit
 
-__all__ = ["PYMC_METHODS", "fit", "methods_for", "resolve_seed"]
-
-#: Methods that run on the model's PyMC graph (``model.to_pymc``).
-PYMC_METHODS = ("advi", "fullrank_advi", "nuts", "smc")
-
-
-def methods_for(model: Any) -> tuple[str, ...]:
-    """The methods that apply to ``model``, e.g. ("cavi", "advi", ...)."""
-    methods = getattr(model, "methods", None)
-    if methods is None:
-        raise ValueError(
-            "model must be a gmmkit model (UnivariateGMM, BayesianGMM or GaussianMixture), "
-            f"got {type(model).__name__}"
-        )
-    return tuple(methods)
+__all__ = ["fit", "methods_for", "resolve_seed"]
 
 
 def resolve_seed(seed: int | np.random.Generator | None) -> int:
@@ -44,15 +32,15 @@ def resolve_seed(seed: int | np.random.Generator | None) -> int:
 
 
 def fit(
-    model: Any,
+    model: Model,
     x: Any,
-    method: str = "cavi",
+    method: str = CAVI.name,
     *,
     seed: int | np.random.Generator | None = None,
-    n_init: int = 1,
-    init: Any = "kmeans++",
-    tol: float = 1e-8,
-    max_iter: int = 1000,
+    n_init: int | None = None,
+    init: Any = None,
+    tol: float | None = None,
+    max_iter: int | None = None,
     progress: bool = False,
     **options: Any,
 ) -> Fit:
@@ -61,75 +49,83 @@ def fit(
     Parameters
     ----------
     model : UnivariateGMM, BayesianGMM or GaussianMixture
-        The model, declared once; see ``model.methods`` for what applies.
+        The model, declared once; ``gmmkit.api.methods_for(model)`` lists what applies.
     x : array_like, shape (N,) or (N, D)
         Data; validated (finite, right shape, at least K points).
     method : str
-        "cavi" (closed-form CAVI / Bishop VB), "em", "kmeans", or a PyMC method:
-        "advi", "fullrank_advi", "nuts", "smc".
+        A name from the method table (:data:`gmmkit.inference.methods.METHODS`): "cavi"
+        (closed-form CAVI / Bishop VB), "em", "kmeans", or a PyMC method: "advi",
+        "fullrank_advi", "nuts", "smc".
     seed : int, numpy.random.Generator or None
         Fixes every random choice (initialisation, restarts, draws). Recorded in
         ``Fit.seed``; the global NumPy RNG is never touched.
-    n_init : int
-        Number of restarts; the best final objective is kept.
-    init : {"kmeans++", "random"} or Fit
-        Initialisation of the means; PyMC methods also accept a previous ``Fit``.
-    tol : float
-        Stop when the relative change of the objective is at most ``tol``; 0 runs
-        exactly ``max_iter`` iterations (unless the objective stops changing at all).
-    max_iter : int
-        Maximum iterations per restart.
+    n_init : int, optional
+        Number of restarts (closed-form methods and ADVI); the best final objective is
+        kept.  Default 1.
+    init : {"kmeans++", "random"} or Fit, optional
+        Initialisation of the means (default "kmeans++"); ADVI and NUTS also accept a
+        previous ``Fit`` of the same model and data.
+    tol : float, optional
+        Closed-form methods: stop when the relative change of the objective is at most
+        ``tol`` (default 1e-8); 0 runs exactly ``max_iter`` iterations (unless the
+        objective stops changing at all).
+    max_iter : int, optional
+        Closed-form methods: maximum iterations per restart (default 1000).
     progress : bool
         Show a progress bar.
     **options
-        Method-specific options (PyMC methods: ``draws``, ``tune``, ``chains``,
-        ``n_iter``; see ``gmmkit.inference.pymc_methods``).
+        The method's own options (PyMC methods: ``draws``, ``tune``, ``chains``,
+        ``n_iter``, ...; ``Method.options`` in the table lists them with defaults).
 
     Returns
     -------
     Fit
+
+    Raises
+    ------
+    ValueError
+        An unknown method, a method that does not apply to the model, or an option
+        (common or the method's own) that the method does not take.
     """
-    method = check_choice("method", method, _all_methods())
-    allowed = methods_for(model)
-    if method not in allowed:
+    chosen = get_method(method)
+    methods_for(model)  # a clear error for anything that is not a gmmkit model
+    backend = chosen.backend(model)
+    given = {name: value for name, value in
+             (("n_init", n_init), ("init", init), ("tol", tol), ("max_iter", max_iter))
+             if value is not None}
+    unexpected = sorted(set(given).difference(chosen.common) | set(options).difference(
+        chosen.options))
+    if unexpected:
         raise ValueError(
-            f"method {method!r} does not apply to {type(model).__name__}; "
-            f"expected one of {', '.join(repr(m) for m in allowed)}"
+            f"unexpected option(s) {', '.join(unexpected)} for method {chosen.name!r}; it "
+            f"takes {', '.join(sorted(chosen.all_options())) or 'no options'}"
         )
-    n_init = check_int("n_init", n_init, 1)
-    max_iter = check_int("max_iter", max_iter, 1)
-    tol = _check_tol(tol)
-    if not isinstance(init, Fit):
-        check_choice("init", init, ("kmeans++", "random"))
-    seed = resolve_seed(seed)
-    common = dict(seed=seed, n_init=n_init, init=init, tol=tol, max_iter=max_iter,
-                  progress=progress)
+    common = {**{k: COMMON_OPTIONS[k] for k in chosen.common}, **given}
+    if "n_init" in common:
+        common["n_init"] = check_int("n_init", common["n_init"], 1)
+    if "max_iter" in common:
+        common["max_iter"] = check_int("max_iter", common["max_iter"], 1)
+    if "tol" in common:
+        common["tol"] = _check_tol(common["tol"])
+    if "init" in common:
+        _check_init(common["init"], chosen)
+    # Closed-form methods may resolve data-dependent priors (a sample covariance needs
+    # two points); the PyMC methods only need a point per component.
+    min_points = model.n_components if chosen.kind.stores_draws else max(
+        model.n_components, model.min_points)
+    data = model.check_data(x, min_points=min_points)
+    return backend(model, data, method=chosen.name, seed=resolve_seed(seed),
+                   progress=progress, **common, **options)
 
-    if method in PYMC_METHODS:
-        from gmmkit.inference.pymc_methods import fit_pymc
 
-        data = model.check_data(x, min_points=model.n_components)
-        return fit_pymc(model, data, method, **common, **options)
-    if options:
-        raise ValueError(
-            f"unexpected option(s) {', '.join(sorted(options))} for method {method!r}"
-        )
+def _check_init(init: Any, method: Method) -> None:
     if isinstance(init, Fit):
-        raise ValueError(f"init must be 'kmeans++' or 'random' for method {method!r}, got a Fit")
-    data = model.check_data(x, min_points=max(model.n_components, model.min_points))
-    if method == "cavi":
-        from gmmkit.models.univariate import UnivariateGMM
-
-        if isinstance(model, UnivariateGMM):
-            from gmmkit.inference.cavi import fit_cavi
-
-            return fit_cavi(model, data, **common)
-        from gmmkit.inference.vb import fit_vb
-
-        return fit_vb(model, data, **common)
-    from gmmkit.inference.em import fit_em, fit_kmeans
-
-    return (fit_em if method == "em" else fit_kmeans)(model, data, **common)
+        if not method.init_from_fit:
+            raise ValueError(
+                f"init must be 'kmeans++' or 'random' for method {method.name!r}, got a Fit"
+            )
+        return
+    check_choice("init", init, ("kmeans++", "random"))
 
 
 def _check_tol(tol: Any) -> float:
@@ -140,7 +136,3 @@ def _check_tol(tol: Any) -> float:
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
     return value
-
-
-def _all_methods() -> tuple[str, ...]:
-    return ("cavi", "em", "kmeans", *PYMC_METHODS)

@@ -286,7 +286,7 @@ def print_fit_summary(result: Any, names: list[str]) -> None:
             str(k), f"{weights[k]:.4f}", *(f"{means[k, j]:.4g}" for j in range(len(shown)))
         )
     console.print(table)
-    if result.posterior.is_point_estimate and result.log_likelihood_trace is not None:
+    if result.posterior.kind.is_point_estimate and result.log_likelihood_trace is not None:
         objective = f"log-likelihood = {result.log_likelihood_trace[-1]:.6g} nats"
     elif np.isfinite(result.elbo):
         objective = f"ELBO = {result.elbo:.6g} nats"
@@ -619,12 +619,13 @@ def sweep(
     """Fit methods on simulated data over a grid of N, K and separation."""
     import gmmkit
     from gmmkit._io import atomic_directory, check_output_directory
+    from gmmkit.api import methods_for
     from gmmkit.models.univariate import UnivariateGMM
 
     out_dir = Path(out or "gmmkit-sweep")
     check_output_directory(out_dir, force)
     method_list = _parse_methods(methods)
-    _check_methods_apply(method_list, UnivariateGMM.methods, model_name)
+    _check_methods_apply(method_list, methods_for(UnivariateGMM), model_name)
     fit_options = {
         method: options for method in method_list
         if (options := _method_options(method, draws=draws, tune=tune, chains=chains))

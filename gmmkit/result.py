@@ -17,43 +17,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from gmmkit import _arviz
+from gmmkit.models.protocol import Model
+from gmmkit.posterior import Posterior
 
 __all__ = ["Fit", "Posterior"]
-
-
-@runtime_checkable
-class Posterior(Protocol):
-    """What a fitted approximation must answer; one implementation per method family."""
-
-    n_components: int
-    #: True for maximum-likelihood fits (EM, k-means): the "posterior" is one point.
-    is_point_estimate: bool
-
-    def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
-        """Normalised log responsibilities, shape (N, K), for validated data ``x``."""
-
-    def log_predictive(self, x: np.ndarray) -> np.ndarray:
-        """log posterior-predictive density, shape (N,), for validated data ``x``."""
-
-    def draw(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Parameter draws under canonical names, each with leading (chain, draw) axes."""
-
-    def params(self) -> dict[str, np.ndarray]:
-        """Variational parameters (or point estimates) under the method's own names."""
-
-    def point_estimates(self) -> dict[str, np.ndarray]:
-        """Posterior means of ``weights`` (K,), ``means`` (K, D) and ``covariances``."""
-
-    # Variational posteriors (not point estimates, not sampler draws) also provide
-    #     log_importance_weights(x, n_draws, rng) -> ndarray (n_draws,)
-    # returning log p(x, theta_s) - log q(theta_s) for theta_s ~ q, with the assignments
-    # summed out and every constant kept; the comparison layer uses it for PSIS k-hat
-    # (Yao et al. 2018) and importance-sampling evidence estimates.
 
 
 def _readonly(value: Any) -> Any:
@@ -120,7 +92,7 @@ class Fit:
     """
 
     method: str
-    model: Any
+    model: Model
     data: np.ndarray
     posterior: Posterior
     responsibilities: np.ndarray
@@ -252,7 +224,8 @@ class Fit:
         attrs = {
             "gmmkit_method": self.method,
             "gmmkit_model": repr(self.model),
-            "point_estimate": int(self.posterior.is_point_estimate),
+            "point_estimate": int(self.posterior.kind.is_point_estimate),
+            "posterior_kind": self.posterior.kind.name,
         }
         return _arviz.make_inference_data(
             posterior=posterior,

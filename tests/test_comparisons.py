@@ -17,6 +17,7 @@ from gmmkit.comparisons.compare import TABLE_COLUMNS, TRUTH_COLUMNS, wasserstein
 from gmmkit.inference.cavi import GaussianMeansPosterior
 from gmmkit.inference.em import PointEstimatePosterior
 from gmmkit.models import GaussianMixture
+from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 # ----------------------------------------------------------------------------- stand-ins
@@ -25,7 +26,7 @@ from gmmkit.result import Fit
 class SamplerDraws:
     """A draws-based posterior like the PyMC methods' (stored draws, (chain, draw, K))."""
 
-    is_point_estimate = False
+    kind = PosteriorKind.SAMPLER_DRAWS
 
     def __init__(self, model: UnivariateGMM, mu: np.ndarray) -> None:
         self.model = model
@@ -488,7 +489,7 @@ def test_bad_input_is_refused(separated):
 class MultivariateDraws:
     """Sampler-style draws of weights, means and covariances, (chain, draw, K, ...)."""
 
-    is_point_estimate = False
+    kind = PosteriorKind.SAMPLER_DRAWS
 
     def __init__(self, draws):
         self.draws = draws
@@ -575,7 +576,8 @@ def test_compare_point_estimates_in_two_and_three_dimensions(tmp_path):
 def test_bishop_log_q_matches_scipy_densities():
     from scipy import stats
 
-    from gmmkit.comparisons.diagnostics import _bishop_component_log_q
+    from gmmkit.inference.vb import BishopPosterior
+    from gmmkit.models import BayesianGMM
 
     rng = np.random.default_rng(4)
     k, d, s = 3, 2, 5
@@ -592,7 +594,11 @@ def test_bishop_log_q_matches_scipy_densities():
     covs = np.linalg.inv(precision)
     means = rng.normal(size=(s, k, d))
     draws = {"weights": weights[None], "means": means[None], "covariances": covs[None]}
-    matrix = _bishop_component_log_q(params, draws)
+    # q with these parameters; W is stored as the Cholesky factor of W^-1.
+    posterior = BishopPosterior(
+        BayesianGMM(k), np.zeros(d), params["alpha"], params["beta"], params["m"],
+        np.linalg.cholesky(np.linalg.inv(params["W"])), params["nu"])
+    matrix = posterior.component_log_q(draws)
     log_norm = stats.dirichlet(params["alpha"]).logpdf(np.full(k, 1 / k)) - np.sum(
         (params["alpha"] - 1) * np.log(1 / k)
     )

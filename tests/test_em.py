@@ -261,7 +261,7 @@ def test_same_iterates_as_sklearn_for_a_fixed_number_of_iterations(blobs, reg_co
     w0, m0, c0 = initial_parameters(model, X, init_means)
     n_iter = 7
     ours = em.fit_em(model, X, seed=0, n_init=1, init=init_means, tol=0.0, max_iter=n_iter,
-                     progress=False)
+                     progress=False, method="em")
     reference = SklearnGaussianMixture(
         3, covariance_type="full", reg_covar=reg_covar, tol=0.0, max_iter=n_iter,
         weights_init=w0, means_init=m0, precisions_init=np.linalg.inv(c0),
@@ -290,7 +290,7 @@ def test_converged_log_likelihood_and_parameters_agree_with_sklearn(blobs):
     init_means = X[[0, 1, 2]]
     w0, m0, c0 = initial_parameters(model, X, init_means)
     ours = em.fit_em(model, X, seed=0, n_init=1, init=init_means, tol=1e-12, max_iter=2000,
-                     progress=False)
+                     progress=False, method="em")
     reference = SklearnGaussianMixture(
         3, reg_covar=model.reg_covar, tol=1e-12, max_iter=2000, weights_init=w0,
         means_init=m0, precisions_init=np.linalg.inv(c0),
@@ -398,7 +398,7 @@ def test_kmeans_reseeds_an_emptied_cluster_from_the_farthest_point(blobs):
     assert np.all(np.isfinite(state.means)) and np.all(np.isfinite(state.log_prob))
 
     fit = em.fit_kmeans(model, X, seed=0, n_init=1, init=init_means, tol=1e-12,
-                        max_iter=100, progress=False)
+                        max_iter=100, progress=False, method="kmeans")
     assert fit.diagnostics["reseeded_clusters"] >= 1
     assert np.all(fit.responsibilities.sum(axis=0) >= 1)  # no component is left empty
     assert np.all(np.isfinite(fit.log_likelihood_trace))
@@ -417,7 +417,7 @@ def test_hard_assignment_never_empties_another_cluster():
 def test_fit_methods_and_inference_data(blobs):
     X, *_ = blobs
     fit = gmmkit.fit(GaussianMixture(3), X, "em", seed=1)
-    assert fit.method == "em" and fit.posterior.is_point_estimate
+    assert fit.method == "em" and fit.posterior.kind.is_point_estimate
     new = np.array([[0.0, 0.5], [6.0, 0.0], [1.0, 8.0], [50.0, -40.0]])
     np.testing.assert_allclose(fit.score_samples(new),
                                gmm_logpdf(new, fit.weights, fit.means, fit.covariances),
@@ -483,7 +483,7 @@ def test_init_means_of_the_wrong_shape_are_refused(blobs):
     X, *_ = blobs
     with pytest.raises(ValueError, match=r"init means must have shape \(3, 2\)"):
         em.fit_em(GaussianMixture(3), X, seed=0, n_init=1, init=np.zeros((2, 2)), tol=1e-8,
-                  max_iter=10, progress=False)
+                  max_iter=10, progress=False, method="em")
 
 
 def test_univariate_data_is_read_as_one_feature():

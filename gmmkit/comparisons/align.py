@@ -29,6 +29,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
 from gmmkit.comparisons.matching import match_components
+from gmmkit.models.protocol import Model
+from gmmkit.posterior import Posterior
 from gmmkit.result import Fit
 
 __all__ = [
@@ -106,11 +108,11 @@ def matching_permutation(
     return match_components(means / scale, target / scale)
 
 
-def _component_axes(model: Any) -> dict[str, int]:
+def _component_axes(model: Model) -> dict[str, int]:
     """Axis of the ``component`` dimension in every canonical draw (after chain, draw)."""
-    dims = getattr(model, "parameter_dims", {}) or {}
     return {
-        name: 2 + list(d).index("component") for name, d in dims.items() if "component" in d
+        name: 2 + list(d).index("component")
+        for name, d in model.parameter_dims.items() if "component" in d
     }
 
 
@@ -118,44 +120,10 @@ def _take_components(value: np.ndarray, perm: np.ndarray, axis: int) -> np.ndarr
     return np.take(np.asarray(value), perm, axis=axis)
 
 
-#: Draws requested from a sampler-style posterior that does not expose ``draws``.
-_FALLBACK_DRAWS = 1000
-
-
-#: Methods whose posterior is a fixed set of draws (sampler output or ADVI draws).
-SAMPLER_METHODS = ("nuts", "smc", "advi", "fullrank_advi")
-
-
-def stored_draws(posterior: Any, method: str | None = None) -> Mapping[str, np.ndarray] | None:
-    """The draws of a draws-based posterior, else None (parametric or point estimate).
-
-    ``posterior.draws`` when it exists; otherwise the posterior of a PyMC method (or any
-    posterior that is neither a point estimate nor a variational family with
-    ``log_importance_weights``) is taken to store its draws, which ``posterior.draw``
-    returns.
-    """
-    if getattr(posterior, "is_point_estimate", False):
-        return None
-    draws = getattr(posterior, "draws", None)
-    if isinstance(draws, Mapping) and draws:
-        return draws
-    variational = callable(getattr(posterior, "log_importance_weights", None))
-    if method not in SAMPLER_METHODS and variational:
-        return None
-    draws = posterior.draw(_FALLBACK_DRAWS, np.random.default_rng(0))
-    return draws if isinstance(draws, Mapping) and draws else None
-
-
-def _draw_means(draws: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Component means of every draw, shape (chain, draw, K, D)."""
-    if "means" in draws:
-        return np.asarray(draws["means"], dtype=float)
-    if "mu" in draws:
-        return np.asarray(draws["mu"], dtype=float)[..., None]
-    raise ValueError(
-        "cannot align draws without component means: expected a 'means' or 'mu' variable, "
-        f"got {sorted(draws)}"
-    )
+def stored_draws(posterior: Posterior) -> Mapping[str, np.ndarray] | None:
+    """The draws of a posterior whose kind stores draws (sampler output, ADVI's draws),
+    else None (a closed-form q or a point estimate, aligned by one permutation)."""
+    return posterior.draws if posterior.kind.stores_draws else None
 
 
 # ----------------------------------------------------------------------------- posteriors
@@ -175,7 +143,7 @@ class PermutedPosterior:
         self.perm = np.asarray(perm, dtype=np.intp)
         self.component_axes = dict(component_axes)
         self.n_components = base.n_components
-        self.is_point_estimate = base.is_point_estimate
+        self.kind = base.kind
 
     def __getattr__(self, name: str) -> Any:
         # Delegate optional protocol methods (log_importance_weights, model, ...).
@@ -234,7 +202,7 @@ class RelabelledDrawsPosterior:
         self.perms = np.asarray(perms, dtype=np.intp)
         self.model = model
         self.n_components = base.n_components
-        self.is_point_estimate = base.is_point_estimate
+        self.kind = base.kind
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in {"base", "draws", "perms", "model"}:
@@ -255,22 +223,13 @@ class RelabelledDrawsPosterior:
         base = self.base.point_estimates()
         out = {
             "weights": np.asarray(base["weights"]),
-            "means": _draw_means(self.draws).mean(axis=(0, 1)),
+            "means": self.model.component_means(self.draws).mean(axis=(0, 1)),
             "covariances": np.asarray(base["covariances"]),
         }
         for name in ("weights", "covariances"):
             if name in self.draws:
                 out[name] = self.draws[name].mean(axis=(0, 1))
         return out
-
-    def _per_draw_log_density(self, x: np.ndarray, draws: Mapping[str, np.ndarray]):
-        """log w_k + log N(x_i | theta_k) for a block of draws, shape (S, N, K), or None
-        for a model that cannot evaluate its components on draws."""
-        log_components = getattr(self.model, "log_components", None)
-        if log_components is None:
-            return None
-        xx = x if "mu" in draws or x.ndim == 2 else x[:, None]
-        return log_components(xx, dict(draws))
 
     def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
         """log of the responsibilities averaged over the relabelled draws, shape (N, K)."""
@@ -281,11 +240,8 @@ class RelabelledDrawsPosterior:
         log_sum = None
         for start in range(0, n_total, _DRAW_BLOCK):
             block = {name: v[start : start + _DRAW_BLOCK] for name, v in flat.items()}
-            dens = self._per_draw_log_density(np.asarray(x, dtype=float), block)
-            if dens is None:
-                # Unknown parameterisation: permute the base's columns by the most common
-                # per-draw labelling (exact when no draw switched).
-                return self.base.log_responsibilities(x)[:, _modal_permutation(self.perms)]
+            # log w_k + log N(x_i | theta_k) for the block of draws, (S, N, K).
+            dens = self.model.log_components(x, block)
             log_resp = dens - logsumexp(dens, axis=2, keepdims=True)
             part = logsumexp(log_resp, axis=0)
             log_sum = part if log_sum is None else np.logaddexp(log_sum, part)
@@ -361,11 +317,11 @@ def self_pivot(fit: Fit, n_rounds: int = 10) -> np.ndarray:
     re-averaging the relabelled means (Stephens 2000, Algorithm 2, with squared distance
     as the loss) until the labelling stops changing.
     """
-    draws = stored_draws(fit.posterior, fit.method)
+    draws = stored_draws(fit.posterior)
     own = reference_means(fit.means, name="fit")
-    if draws is None or fit.posterior.is_point_estimate:
+    if draws is None:
         return own
-    means = _draw_means(draws)
+    means = fit.model.component_means(draws)
     scale = _feature_scale(fit.data)
     pivot = means[0, -1]
     previous = None
@@ -418,14 +374,14 @@ def align(fit: Fit, to: Any = None) -> Fit:
         )
     scale = _feature_scale(fit.data)
     axes = _component_axes(fit.model)
-    draws = stored_draws(fit.posterior, fit.method)
+    draws = stored_draws(fit.posterior)
     if draws is None:
         perm = matching_permutation(own, pivot, scale)
         posterior = PermutedPosterior(fit.posterior, perm, axes)
         responsibilities = np.asarray(fit.responsibilities)[:, perm]
         return dataclasses.replace(fit, posterior=posterior, responsibilities=responsibilities)
 
-    perms = relabel_permutations(_draw_means(draws), pivot, scale)  # (chain, draw, K)
+    perms = relabel_permutations(fit.model.component_means(draws), pivot, scale)  # (chain, draw, K)
     relabelled = _relabel_draws(draws, perms, axes)
     posterior = RelabelledDrawsPosterior(fit.posterior, relabelled, perms, fit.model)
     identity = np.arange(perms.shape[-1])

@@ -26,7 +26,6 @@ from gmmkit._io import atomic_directory
 from gmmkit._validation import check_choice, check_int
 from gmmkit.comparisons import plots
 from gmmkit.comparisons.align import (
-    _draw_means,
     align,
     matching_permutation,
     reference_means,
@@ -37,6 +36,7 @@ from gmmkit.comparisons.diagnostics import (
     has_importance_weights,
     psis_diagnostics,
 )
+from gmmkit.inference.methods import METHODS
 from gmmkit.result import Fit
 
 __all__ = [
@@ -64,14 +64,16 @@ TRUTH_COLUMNS = ("truth_mean_error", "truth_weight_error", "truth_cov_error", "t
 def parameter_draws(fit: Fit, n_draws: int, seed: int) -> dict[str, np.ndarray]:
     """Draws of every compared parameter, flattened to shape (S, P).
 
-    ``means`` always (from ``means`` or the univariate ``mu``); ``weights`` and the
-    distinct entries of ``covariances`` when the posterior draws them.
+    ``means`` always (the model's component means); ``weights`` and the distinct entries
+    of ``covariances`` when the model has them as parameters.
     """
     draws = fit.posterior.draw(n_draws, np.random.default_rng(seed))
-    out = {"means": _draw_means(draws).reshape(-1, fit.n_components * fit.means.shape[1])}
-    if "weights" in draws:
+    means = fit.model.component_means(draws)
+    out = {"means": means.reshape(-1, fit.n_components * fit.means.shape[1])}
+    free = fit.model.parameter_dims
+    if "weights" in free:
         out["weights"] = np.asarray(draws["weights"]).reshape(out["means"].shape[0], -1)
-    if "covariances" in draws:
+    if "covariances" in free:
         cov = np.asarray(draws["covariances"])
         upper = np.triu_indices(cov.shape[-1])
         out["covariances"] = cov[..., upper[0], upper[1]].reshape(out["means"].shape[0], -1)
@@ -228,9 +230,11 @@ def _check_same_data(fits: Mapping[str, Fit]) -> None:
 
 
 def _default_reference(fits: Mapping[str, Fit]) -> str:
-    for method in ("nuts", "smc"):
+    """The first fit with genuine posterior draws, in the method table's order (NUTS
+    before SMC), else the first fit."""
+    for method in METHODS.values():
         for name, fit in fits.items():
-            if fit.method == method:
+            if fit.method == method.name and fit.posterior.kind.is_posterior_sample:
                 return name
     return next(iter(fits))
 
@@ -406,7 +410,8 @@ def _evidence_by_model(
                 pass  # too many assignments to enumerate: fall through to estimates
         reported = [n for n in names if np.isfinite(fits[n].log_evidence)]
         if reported:
-            best = min(reported, key=lambda n: (fits[n].method != "smc", n))
+            best = min(reported,
+                       key=lambda n: (not fits[n].posterior.kind.is_posterior_sample, n))
             fit = fits[best]
             source = fit.log_evidence_source or fit.method
             out[key] = (float(fit.log_evidence), float(fit.log_evidence_se),
@@ -506,7 +511,7 @@ class Comparison:
     # ------------------------------------------------------------------ figures
     def plot_forest(self) -> Figure:
         """``az.plot_forest`` of the aligned fits' component means, one colour per fit."""
-        var = "mu" if "mu" in next(iter(self._idatas.values())).posterior else "means"
+        var = self.aligned[self.reference].model.means_variable
         idatas = {n: d for n, d in self._idatas.items() if var in d.posterior}
         n_rows = sum(int(np.prod(d.posterior[var].shape[2:])) for d in idatas.values())
         fig = Figure(figsize=(7, 1.5 + 0.25 * n_rows), layout="constrained")
@@ -574,7 +579,7 @@ class Comparison:
         if self.psis:
             figs["khat"] = self.plot_khat()
         for name, fit in self.fits.items():
-            if not fit.posterior.is_point_estimate:
+            if not fit.posterior.kind.is_point_estimate:
                 figs[f"trace_{name}"] = self.plot_trace(name)
         return figs
 
@@ -597,7 +602,7 @@ class Comparison:
         # Only Bayesian bounds are comparable: an EM/k-means "elbo" is a bound on the
         # likelihood at a point estimate, not on the evidence.
         bayesian = [name for name, fit in self.aligned.items()
-                    if not fit.posterior.is_point_estimate]
+                    if not fit.posterior.kind.is_point_estimate]
         elbos = t["elbo"].reindex(bayesian).dropna()
         if len(elbos) > 1:
             best = elbos.idxmax()

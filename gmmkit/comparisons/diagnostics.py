@@ -39,6 +39,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from gmmkit import _arviz
+from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 __all__ = ["KHAT_THRESHOLD", "PsisResult", "has_importance_weights", "psis_diagnostics"]
@@ -47,7 +48,6 @@ __all__ = ["KHAT_THRESHOLD", "PsisResult", "has_importance_weights", "psis_diagn
 KHAT_THRESHOLD = 0.7
 #: Symmetrise over all K! relabellings only up to this K (K! terms per draw).
 _MAX_SYMMETRISED_K = 7
-_LOG_2PI = np.log(2 * np.pi)
 
 
 class PsisResult(NamedTuple):
@@ -82,54 +82,13 @@ class PsisResult(NamedTuple):
         return bool(np.isfinite(self.khat) and self.khat <= KHAT_THRESHOLD)
 
 
-#: Methods whose posterior is sampler output, never a variational q.
-_SAMPLERS = ("nuts", "smc")
-
-
 def has_importance_weights(fit: Fit) -> bool:
-    """True for variational fits whose posterior implements ``log_importance_weights``
-    (sampler posteriors may carry the method but refuse it)."""
-    return (
-        not fit.posterior.is_point_estimate
-        and fit.method not in _SAMPLERS
-        and callable(getattr(fit.posterior, "log_importance_weights", None))
-    )
+    """True for fits whose posterior is a variational q (closed form or ADVI's), which
+    can weigh its draws against the model: p/q importance weights exist."""
+    return fit.posterior.kind.is_variational
 
 
-# ----------------------------------------------------------------------------- log q
-def _component_log_q(params: dict[str, np.ndarray], draws: dict[str, np.ndarray]):
-    """M[s, j, k]: log density of draw s's component j under q's factor k, up to terms
-    that do not change under relabelling; shape (S, K, K).  None for unknown families."""
-    if {"m", "s2"} <= set(params) and "mu" in draws:
-        # CAVI: q(mu) = prod_k N(mu_k | m_k, s2_k)
-        m, s2 = np.asarray(params["m"]), np.asarray(params["s2"])
-        mu = np.asarray(draws["mu"]).reshape(-1, m.shape[0])
-        return -0.5 * (_LOG_2PI + np.log(s2)) - 0.5 * (mu[:, :, None] - m) ** 2 / s2
-    if {"alpha", "beta", "m", "W", "nu"} <= set(params) and {"weights", "means",
-                                                            "covariances"} <= set(draws):
-        return _bishop_component_log_q(params, draws)
-    return None
-
-
-def _bishop_component_log_q(params, draws):
-    """Bishop (PRML 10.55-10.59) q(pi) q(mu, Lambda) = Dir(pi | alpha)
-    prod_k N(mu_k | m_k, (beta_k Lambda_k)^-1) W(Lambda_k | W_k, nu_k), evaluated on the
-    draws' (weights, means, precision); the Dirichlet's normaliser is label-invariant."""
-    from gmmkit.models.bayesian import normal_wishart_logpdf
-
-    alpha = np.asarray(params["alpha"])
-    m = np.asarray(params["m"])
-    k, d = m.shape
-    weights = np.asarray(draws["weights"]).reshape(-1, k)
-    means = np.asarray(draws["means"]).reshape(-1, k, d)
-    covs = np.asarray(draws["covariances"]).reshape(-1, k, d, d)
-    # Draw s's component j (axis 1) under factor k (axis 2), by broadcasting.
-    log_nw = normal_wishart_logpdf(means[:, :, None], covs[:, :, None], m, params["beta"],
-                                   params["W"], params["nu"])
-    log_dirichlet = (alpha - 1.0) * np.log(np.maximum(weights, 1e-300))[:, :, None]
-    return log_nw + log_dirichlet
-
-
+# ----------------------------------------------------------------------------- PSIS
 def _symmetrisation_correction(component_log_q: np.ndarray) -> np.ndarray:
     """log q(theta) - log q_sym(theta) per draw, shape (S,)."""
     k = component_log_q.shape[1]
@@ -141,7 +100,6 @@ def _symmetrisation_correction(component_log_q: np.ndarray) -> np.ndarray:
     return identity - (logsumexp(totals, axis=1) - lgamma(k + 1))
 
 
-# ----------------------------------------------------------------------------- PSIS
 def psis_diagnostics(
     fit: Fit, *, n_draws: int = 2000, seed: int | np.random.Generator | None = 0,
     symmetrise: bool = True,
@@ -186,7 +144,8 @@ def psis_diagnostics(
     if symmetrise and fit.n_components > 1 and fit.n_components <= _MAX_SYMMETRISED_K:
         # Replay the draws: log_importance_weights draws theta with posterior.draw first.
         draws = posterior.draw(n_draws, np.random.default_rng(seed_int))
-        component_log_q = _component_log_q(posterior.params(), draws)
+        component_log_q = (posterior.component_log_q(draws)
+                           if posterior.kind is PosteriorKind.CLOSED_FORM_Q else None)
         if component_log_q is not None and component_log_q.shape[0] == log_w.shape[0]:
             log_w = log_w + _symmetrisation_correction(component_log_q)
             symmetrised = True

@@ -16,6 +16,7 @@ responsibilities are only formed once, at the end.  No loop visits single points
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +24,7 @@ from scipy.special import logsumexp
 
 from gmmkit.inference.loop import coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.univariate import UnivariateGMM
+from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 __all__ = ["CAVIState", "GaussianMeansPosterior", "elbo", "fit_cavi", "init_state", "step"]
@@ -152,7 +154,7 @@ def elbo(model: UnivariateGMM, n_points: int, state: CAVIState) -> float:
 class GaussianMeansPosterior:
     """q(mu_k) = N(m_k, s2_k) for the univariate model (implements ``Posterior``)."""
 
-    is_point_estimate = False
+    kind = PosteriorKind.CLOSED_FORM_Q
 
     def __init__(self, model: UnivariateGMM, m: np.ndarray, s2: np.ndarray) -> None:
         self.model = model
@@ -190,6 +192,13 @@ class GaussianMeansPosterior:
         )
         return self.model.log_joint(x, mu) - log_q
 
+    def component_log_q(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+        """log N(mu_sj | m_k, s2_k) for draw s's component j under factor k, (S, K, K);
+        used to weigh against the label-symmetrised q."""
+        mu = np.asarray(draws["mu"]).reshape(-1, self.n_components)
+        return (-0.5 * (_LOG_2PI + np.log(self.s2))
+                - 0.5 * (mu[:, :, None] - self.m) ** 2 / self.s2)
+
     def point_estimates(self) -> dict[str, np.ndarray]:
         k = self.n_components
         return {
@@ -209,6 +218,7 @@ def fit_cavi(
     tol: float,
     max_iter: int,
     progress: bool,
+    method: str,
 ) -> Fit:
     """Run CAVI with restarts through the shared loop; ``x`` is already validated."""
     rng = np.random.default_rng(seed)
@@ -220,7 +230,7 @@ def fit_cavi(
     )
     state = run.state
     return fit_from_run(
-        run, method="cavi", model=model, data=x,
+        run, method=method, model=model, data=x,
         posterior=GaussianMeansPosterior(model, state.m, state.s2),
         responsibilities=np.exp(log_responsibilities(model, x, state.m, state.s2)),
         seed=seed,

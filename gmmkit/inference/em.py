@@ -63,6 +63,7 @@ from scipy.special import entr, logsumexp
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models._linalg import NotPositiveDefinite, precision_cholesky
 from gmmkit.models.mixture import GaussianMixture, weighted_log_prob
+from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 __all__ = [
@@ -290,7 +291,7 @@ class PointEstimatePosterior:
         weighted density (log responsibilities 0 and -inf).
     """
 
-    is_point_estimate = True
+    kind = PosteriorKind.POINT_ESTIMATE
 
     def __init__(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
                  *, hard: bool = False) -> None:
@@ -364,6 +365,7 @@ def fit_em(
     tol: float,
     max_iter: int,
     progress: bool,
+    method: str,
 ) -> Fit:
     """Maximum-likelihood EM with restarts; ``X`` (N, D) is already validated.
 
@@ -378,10 +380,10 @@ def fit_em(
         described in the module docstring, ``restart_elbos`` holds each restart's final
         log-likelihood, and the posterior is a :class:`PointEstimatePosterior`.
     """
-    _check_model(model, "em")
+    _check_model(model, method)
     run = _run(model, X, hard=False, seed=seed, n_init=n_init, init=init, tol=tol,
                max_iter=max_iter, progress=progress, label="EM")
-    return _make_fit("em", model, X, run, seed, hard=False)
+    return _make_fit(method, model, X, run, seed, hard=False)
 
 
 def fit_kmeans(
@@ -394,6 +396,7 @@ def fit_kmeans(
     tol: float,
     max_iter: int,
     progress: bool,
+    method: str,
 ) -> Fit:
     """Hard-assignment GMM (classification EM) with restarts; ``X`` (N, D) validated.
 
@@ -405,10 +408,10 @@ def fit_kmeans(
         ``kl_trace`` their difference, ``responsibilities`` one-hot, and
         ``diagnostics["reseeded_clusters"]`` counts re-seeded empty clusters.
     """
-    _check_model(model, "kmeans")
+    _check_model(model, method)
     run = _run(model, X, hard=True, seed=seed, n_init=n_init, init=init, tol=tol,
                max_iter=max_iter, progress=progress, label="k-means GMM")
-    return _make_fit("kmeans", model, X, run, seed, hard=True)
+    return _make_fit(method, model, X, run, seed, hard=True)
 
 
 def _make_fit(method: str, model, X, run, seed, *, hard: bool) -> Fit:

@@ -39,6 +39,7 @@ from scipy.special import logsumexp
 
 from gmmkit import _arviz
 from gmmkit.inference.loop import progress_bar
+from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 __all__ = ["DrawsPosterior", "fit_pymc"]
@@ -65,7 +66,6 @@ class DrawsPosterior:
     predictive density is log mean_s p(x | theta_s).
     """
 
-    is_point_estimate = False
     _BLOCK = 256  # draws per vectorised block: bounds memory at BLOCK * N * K floats
 
     def __init__(self, model, draws: dict[str, np.ndarray], *, approx=None,
@@ -76,11 +76,18 @@ class DrawsPosterior:
         for value in self._draws.values():
             value.setflags(write=False)
         self._approx = approx  # (VariationalQ) for ADVI's importance weights
+        # Draws from a fitted q (ADVI) are not posterior draws: say so.
+        self.kind = PosteriorKind.SAMPLER_DRAWS if approx is None else PosteriorKind.Q_DRAWS
         #: log K! when q lives on the ordered region (ordered transform), else 0: the
         #: importance-sampling estimate ``logsumexp(w) - log S`` is of log Z_ordered,
         #: which is *exactly* log Z - log K! (the mixture is label-symmetric), so adding
         #: this gives the exchangeable model's log Z.
         self.log_k_factorial = float(log_k_factorial)
+
+    @property
+    def draws(self) -> dict[str, np.ndarray]:
+        """The stored draws (read-only), each with leading (chain, draw) axes."""
+        return dict(self._draws)
 
     def _flat(self) -> dict[str, np.ndarray]:
         return {k: v.reshape((-1, *v.shape[2:])) for k, v in self._draws.items()}
@@ -120,15 +127,7 @@ class DrawsPosterior:
         return out
 
     def point_estimates(self) -> dict[str, np.ndarray]:
-        flat = self._flat()
-        k = self.n_components
-        if "mu" in flat:
-            return {
-                "weights": np.full(k, 1.0 / k),
-                "means": flat["mu"].mean(axis=0)[:, None],
-                "covariances": np.full((k, 1, 1), self.model.obs_sd**2),
-            }
-        return {name: flat[name].mean(axis=0) for name in ("weights", "means", "covariances")}
+        return self.model.summarise_draws(self._flat())
 
     def log_importance_weights(
         self, x: np.ndarray, n_draws: int, rng: np.random.Generator

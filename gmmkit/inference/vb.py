@@ -28,6 +28,7 @@ Implementation notes (why it is fast and stable):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import NamedTuple
 
@@ -43,6 +44,7 @@ from gmmkit.models.bayesian import (
     normal_wishart_logpdf,
 )
 from gmmkit.models.mixture import batched_log_likelihood
+from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 __all__ = [
@@ -375,9 +377,9 @@ def elbo_at(model: BayesianGMM, X, params: dict[str, np.ndarray]) -> float:
 
 # ----------------------------------------------------------------------------- posterior
 class BishopPosterior:
-    """q(pi) q(mu, Lambda) of Bishop's VB (implements ``gmmkit.result.Posterior``)."""
+    """q(pi) q(mu, Lambda) of Bishop's VB (implements ``gmmkit.posterior.Posterior``)."""
 
-    is_point_estimate = False
+    kind = PosteriorKind.CLOSED_FORM_Q
 
     def __init__(self, model: BayesianGMM, centre, alpha, beta, m, W_inv_chol, nu) -> None:
         self.model = model
@@ -479,6 +481,21 @@ class BishopPosterior:
         return {"weights": np.exp(log_weights), "log_weights": log_weights, "means": means,
                 "covariances": covariances}
 
+    def component_log_q(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Draw s's component j under q's factor k (PRML 10.55-10.59), shape (S, K, K):
+        Dir(pi | alpha) prod_k N(mu_k | m_k, (beta_k Lambda_k)^-1) W(Lambda_k | W_k, nu_k)
+        on the draws' (weights, means, covariances), up to the Dirichlet's normaliser,
+        which does not change under relabelling."""
+        k, d = self.n_components, self._d
+        weights = np.asarray(draws["weights"]).reshape(-1, k)
+        means = np.asarray(draws["means"]).reshape(-1, k, d)
+        covs = np.asarray(draws["covariances"]).reshape(-1, k, d, d)
+        # Draw s's component j (axis 1) under factor k (axis 2), by broadcasting.
+        log_nw = normal_wishart_logpdf(means[:, :, None], covs[:, :, None], self.m,
+                                       self.beta, self._ex.W, self.nu)
+        log_dirichlet = (self.alpha - 1.0) * np.log(np.maximum(weights, 1e-300))[:, :, None]
+        return log_nw + log_dirichlet
+
     def log_importance_weights(
         self, x: np.ndarray, n_draws: int, rng: np.random.Generator
     ) -> np.ndarray:
@@ -506,6 +523,7 @@ def fit_vb(
     tol: float,
     max_iter: int,
     progress: bool,
+    method: str,
 ) -> Fit:
     """Bishop's VB with restarts through the shared loop; ``X`` is already validated.
 
@@ -535,7 +553,7 @@ def fit_vb(
     centre = prob.centre
     del prob  # frees the kept features before Fit copies the (N, K) responsibilities
     return fit_from_run(
-        run, method="cavi", model=model, data=X,
+        run, method=method, model=model, data=X,
         posterior=BishopPosterior(model, centre, state.alpha, state.beta, state.m,
                                   state.W_inv_chol, state.nu),
         responsibilities=responsibilities, seed=seed,

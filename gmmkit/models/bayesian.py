@@ -26,6 +26,7 @@ ELBO unchanged exactly; with an explicit ``m0`` it does not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -180,8 +181,7 @@ class BayesianGMM:
 
     #: Canonical posterior variables and their dims after (chain, draw).
     parameter_dims = GaussianMixture.parameter_dims
-    #: Methods of ``gmmkit.fit`` that apply ("cavi" is Bishop's VB).
-    methods = ("cavi", "advi", "fullrank_advi", "nuts", "smc")
+    means_variable = GaussianMixture.means_variable
     #: Fewest points a fit needs: the default W0 needs a sample covariance.
     min_points = 2
 
@@ -270,6 +270,14 @@ class BayesianGMM:
         """log pi_k N(x_i | mu_k, Sigma_k) for S draws: see
         :meth:`GaussianMixture.log_components`."""
         return GaussianMixture(self.n_components).log_components(x, draws)
+
+    def component_means(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The ``means`` of draws, shape (..., K, D)."""
+        return GaussianMixture(self.n_components).component_means(draws)
+
+    def summarise_draws(self, flat_draws: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Posterior means of ``weights``, ``means`` and ``covariances`` over flat draws."""
+        return GaussianMixture(self.n_components).summarise_draws(flat_draws)
 
     def log_prior(self, params: dict[str, Any]) -> np.ndarray:
         """log p(pi, mu, Lambda) with every constant, for parameters with leading batch

@@ -14,6 +14,7 @@ cannot hold, but its log is an ordinary number).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,8 +321,8 @@ class GaussianMixture:
         "means": ["component", "feature"],
         "covariances": ["component", "feature", "feature_bis"],
     }
-    #: Methods of ``gmmkit.fit`` that apply to this model.
-    methods = ("em", "kmeans")
+    #: The canonical variable holding the component means.
+    means_variable = "means"
     #: Fewest points a fit needs (besides N >= K, which ``gmmkit.fit`` enforces).
     min_points = 1
 
@@ -357,6 +358,15 @@ class GaussianMixture:
             x, np.asarray(draws["weights"], dtype=float),
             np.asarray(draws["means"], dtype=float),
             np.asarray(draws["covariances"], dtype=float))
+
+    def component_means(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The ``means`` of draws, shape (..., K, D)."""
+        return np.asarray(draws["means"], dtype=float)
+
+    def summarise_draws(self, flat_draws: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Posterior means of ``weights``, ``means`` and ``covariances`` over flat draws."""
+        return {name: np.asarray(flat_draws[name], dtype=float).mean(axis=0)
+                for name in ("weights", "means", "covariances")}
 
     def log_likelihood(self, x: Any, weights: Any, means: Any, covariances: Any) -> float:
         """Total log-likelihood sum_n log p(x_n | theta) in nats (Bishop PRML 9.14)."""

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,8 @@ class UnivariateGMM:
 
     #: Canonical posterior variables and their dims after (chain, draw).
     parameter_dims = {"mu": ["component"]}  # noqa: RUF012 - class-level constant
-    #: Methods of ``gmmkit.fit`` that apply to this model.
-    methods = ("cavi", "advi", "fullrank_advi", "nuts", "smc")
+    #: The canonical variable holding the component means.
+    means_variable = "mu"
     #: Fewest points a fit needs (besides N >= K).
     min_points = 1
 
@@ -86,6 +87,20 @@ class UnivariateGMM:
         """log (1/K) N(x_i | mu_k, tau^2) for S draws ``mu`` (S, K): shape (S, N, K)."""
         mu = np.asarray(draws["mu"], dtype=float)
         return self._component_logpdf(x, mu) - np.log(self.n_components)
+
+    def component_means(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The means ``mu`` (..., K) of draws as shape (..., K, 1)."""
+        return np.asarray(draws["mu"], dtype=float)[..., None]
+
+    def summarise_draws(self, flat_draws: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Posterior means from flat draws of ``mu`` (S, K); the weights (1/K) and the
+        variances (tau^2) are fixed by the model."""
+        k = self.n_components
+        return {
+            "weights": np.full(k, 1.0 / k),
+            "means": np.asarray(flat_draws["mu"], dtype=float).mean(axis=0)[:, None],
+            "covariances": np.full((k, 1, 1), self.obs_sd**2),
+        }
 
     def pointwise_log_likelihood(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
         """log p(x_i | mu) = logsumexp_k(-log K + log N(x_i | mu_k, tau^2)).
