@@ -23,13 +23,13 @@ import numpy as np
 from scipy.special import logsumexp
 
 from gmmkit.inference.loop import coordinate_ascent, fit_from_run, initial_means
+from gmmkit.models.gaussian import LOG_2PI, normal_logpdf
 from gmmkit.models.univariate import UnivariateGMM
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 __all__ = ["CAVIState", "GaussianMeansPosterior", "elbo", "fit_cavi", "init_state", "step"]
 
-_LOG_2PI = np.log(2 * np.pi)
 
 
 class CAVIState(NamedTuple):
@@ -141,11 +141,11 @@ def elbo(model: UnivariateGMM, n_points: int, state: CAVIState) -> float:
     """
     sigma2, tau2 = model.prior_sd**2, model.obs_sd**2
     m, s2 = state.m, state.s2
-    prior = np.sum(-0.5 * (_LOG_2PI + np.log(sigma2)) - (m * m + s2) / (2 * sigma2))
-    entropy_mu = np.sum(0.5 * (_LOG_2PI + 1.0 + np.log(s2)))
+    prior = np.sum(-0.5 * (LOG_2PI + np.log(sigma2)) - (m * m + s2) / (2 * sigma2))
+    entropy_mu = np.sum(0.5 * (LOG_2PI + 1.0 + np.log(s2)))
     data = (
         -n_points * np.log(model.n_components)
-        - 0.5 * n_points * (_LOG_2PI + np.log(tau2))
+        - 0.5 * n_points * (LOG_2PI + np.log(tau2))
         + state.lse_sum
     )
     return float(prior + entropy_mu + data)
@@ -167,8 +167,7 @@ class GaussianMeansPosterior:
 
     def log_predictive(self, x: np.ndarray) -> np.ndarray:
         # p(x* | x) = sum_k (1/K) N(x* | m_k, tau^2 + s2_k): mu_k integrated out under q.
-        var = self.model.obs_sd**2 + self.s2
-        comp = -0.5 * (_LOG_2PI + np.log(var)) - 0.5 * (x[:, None] - self.m) ** 2 / var
+        comp = normal_logpdf(x[:, None], self.m, self.model.obs_sd**2 + self.s2)
         return logsumexp(comp, axis=1) - np.log(self.n_components)
 
     def draw(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -187,17 +186,14 @@ class GaussianMeansPosterior:
         q(mu) against the exact posterior p(mu | x).
         """
         mu = self.draw(n_draws, rng)["mu"][0]  # (S, K)
-        log_q = np.sum(
-            -0.5 * (_LOG_2PI + np.log(self.s2)) - 0.5 * (mu - self.m) ** 2 / self.s2, axis=-1
-        )
+        log_q = np.sum(normal_logpdf(mu, self.m, self.s2), axis=-1)
         return self.model.log_joint(x, mu) - log_q
 
     def component_log_q(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
         """log N(mu_sj | m_k, s2_k) for draw s's component j under factor k, (S, K, K);
         used to weigh against the label-symmetrised q."""
         mu = np.asarray(draws["mu"]).reshape(-1, self.n_components)
-        return (-0.5 * (_LOG_2PI + np.log(self.s2))
-                - 0.5 * (mu[:, :, None] - self.m) ** 2 / self.s2)
+        return normal_logpdf(mu[:, :, None], self.m, self.s2)
 
     def point_estimates(self) -> dict[str, np.ndarray]:
         k = self.n_components

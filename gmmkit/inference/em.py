@@ -61,8 +61,8 @@ import numpy as np
 from scipy.special import entr, logsumexp
 
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
-from gmmkit.models._linalg import NotPositiveDefinite, precision_cholesky
-from gmmkit.models.mixture import GaussianMixture, weighted_log_prob
+from gmmkit.models.gaussian import NotPositiveDefinite, precision_cholesky, weighted_log_prob
+from gmmkit.models.mixture import GaussianMixture
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 

@@ -37,13 +37,12 @@ from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp
 
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
-from gmmkit.models._linalg import LOG_2PI, mahalanobis_sq
 from gmmkit.models.bayesian import (
     BayesianGMM,
     log_wishart_normaliser,
     normal_wishart_logpdf,
 )
-from gmmkit.models.mixture import batched_log_likelihood
+from gmmkit.models.gaussian import LOG_2PI, batched_log_likelihood, mahalanobis_sq
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 

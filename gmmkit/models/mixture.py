@@ -27,8 +27,14 @@ from gmmkit._validation import (
     check_int,
     check_multivariate_data,
 )
-from gmmkit.models._linalg import NotPositiveDefinite, log_gaussian_prob, precision_cholesky
 from gmmkit.models.base import MixtureData
+from gmmkit.models.gaussian import (
+    NotPositiveDefinite,
+    batched_log_likelihood,
+    batched_weighted_log_prob,
+    precision_cholesky,
+    weighted_log_prob,
+)
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -137,18 +143,6 @@ def _as_points(X: Any, n_features: int) -> np.ndarray:
     return X
 
 
-def weighted_log_prob(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, prec_chol: np.ndarray
-) -> np.ndarray:
-    """log pi_k + log N(x_n | mu_k, Sigma_k), shape (N, K), for validated inputs.
-
-    ``log(0) = -inf`` for a zero weight is intended: that component has no mass.
-    """
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(weights)
-    return log_weights[None, :] + log_gaussian_prob(X, means, prec_chol)
-
-
 # ----------------------------------------------------------------------------- utilities
 def gmm_logpdf(X: Any, weights: Any, means: Any, covariances: Any) -> np.ndarray:
     """log p(x_n) = logsumexp_k [log pi_k + log N(x_n | mu_k, Sigma_k)], shape (N,).
@@ -220,60 +214,6 @@ def gmm_sample(
     noise = rng.standard_normal((n, means.shape[1]))
     X = means[labels] + np.einsum("nde,ne->nd", chol[labels], noise)
     return X, labels
-
-
-def batched_weighted_log_prob(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
-) -> np.ndarray:
-    """log pi_k + log N(x_n | mu_k, Sigma_k) for S parameter sets at once, shape (S, N, K).
-
-    ``weights`` (S, K), ``means`` (S, K, D), ``covariances`` (S, K, D, D).  Vectorised
-    over draws, points and components; the covariances are factored by batched Cholesky
-    and only the small (D, D) triangular factors are inverted, as in scikit-learn's
-    precision Cholesky.  Memory: S * K * N * D floats.
-    """
-    d = X.shape[1]
-    try:
-        chol = np.linalg.cholesky(covariances)  # (S, K, D, D) lower
-    except np.linalg.LinAlgError:
-        raise ValueError(
-            "covariances must be symmetric positive definite, but a draw is not"
-        ) from None
-    diff = X[None, None, :, :] - means[:, :, None, :]  # (S, K, N, D)
-    inv_chol = np.linalg.solve(chol, np.broadcast_to(np.eye(d), chol.shape))
-    y = np.einsum("skde,skne->snkd", inv_chol, diff)  # L^-1 (x - mu): |y|^2 = Mahalanobis
-    log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)  # (S, K)
-    with np.errstate(divide="ignore"):
-        log_w = np.log(weights)  # log 0 = -inf: a component without mass
-    return (log_w[:, None, :] - 0.5 * (d * np.log(2 * np.pi) + log_det[:, None, :])
-            - 0.5 * np.einsum("snkd,snkd->snk", y, y))
-
-
-def batched_log_likelihood(
-    X: np.ndarray, weights: Any, means: Any, covariances: Any
-) -> np.ndarray:
-    """log p(x_n | theta_s) for many parameter sets at once, shape (..., N).
-
-    ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D) share
-    their leading axes (typically (chain, draw)).  :func:`batched_weighted_log_prob` in
-    blocks of draws that bound the working memory at about 2e6 floats.
-    """
-    weights = np.asarray(weights, dtype=float)
-    means = np.asarray(means, dtype=float)
-    covariances = np.asarray(covariances, dtype=float)
-    batch = weights.shape[:-1]
-    k = weights.shape[-1]
-    n, d = X.shape
-    flat_w = weights.reshape(-1, k)
-    flat_m = means.reshape(-1, k, d)
-    flat_c = covariances.reshape(-1, k, d, d)
-    out = np.empty((flat_w.shape[0], n))
-    block = max(1, min(256, 2_000_000 // (k * n * d)))
-    for start in range(0, flat_w.shape[0], block):
-        stop = start + block
-        out[start:stop] = logsumexp(batched_weighted_log_prob(
-            X, flat_w[start:stop], flat_m[start:stop], flat_c[start:stop]), axis=2)
-    return out.reshape(*batch, n)
 
 
 # ----------------------------------------------------------------------------- model

@@ -16,10 +16,10 @@ from scipy.special import logsumexp
 
 from gmmkit._validation import check_int, check_positive, check_univariate_data
 from gmmkit.models.base import MixtureData, check_enumerable, enumerate_assignments
+from gmmkit.models.gaussian import LOG_2PI, normal_logpdf
 
 __all__ = ["UnivariateGMM"]
 
-_LOG_2PI = np.log(2 * np.pi)
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,7 @@ class UnivariateGMM:
     # ---------------------------------------------------------------- densities
     def _component_logpdf(self, x: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """log N(x_i | mu_k, tau^2) with shape (..., N, K) for mu of shape (..., K)."""
-        tau2 = self.obs_sd**2
-        diff = x[:, None] - mu[..., None, :]
-        return -0.5 * (_LOG_2PI + np.log(tau2)) - 0.5 * diff**2 / tau2
+        return normal_logpdf(x[:, None], mu[..., None, :], self.obs_sd**2)
 
     def log_components(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
         """log (1/K) N(x_i | mu_k, tau^2) for S draws ``mu`` (S, K): shape (S, N, K)."""
@@ -113,9 +111,8 @@ class UnivariateGMM:
 
     def log_prior(self, mu: np.ndarray) -> np.ndarray:
         """log p(mu) = sum_k log N(mu_k | 0, sigma^2); ``mu`` (..., K) -> (...)."""
-        sigma2 = self.prior_sd**2
         mu = np.asarray(mu, dtype=float)
-        return np.sum(-0.5 * (_LOG_2PI + np.log(sigma2)) - 0.5 * mu**2 / sigma2, axis=-1)
+        return np.sum(normal_logpdf(mu, 0.0, self.prior_sd**2), axis=-1)
 
     def log_joint(self, x: Any, mu: Any) -> np.ndarray:
         """log p(x, mu) with the assignments summed out, every constant included.
@@ -164,7 +161,7 @@ class UnivariateGMM:
                 s1 = member @ x
                 s2 = member @ (x * x)
                 total += (
-                    -0.5 * count * (_LOG_2PI + np.log(tau2))
+                    -0.5 * count * (LOG_2PI + np.log(tau2))
                     - 0.5 * np.log1p(count * sigma2 / tau2)
                     - 0.5 / tau2 * (s2 - sigma2 * s1**2 / (tau2 + count * sigma2))
                 )
