@@ -36,6 +36,7 @@ from gmmkit.comparisons.diagnostics import (
     has_importance_weights,
     psis_diagnostics,
 )
+from gmmkit.comparisons.evidence import EvidenceEstimate, choose_evidence, evidence_estimates
 from gmmkit.inference.methods import METHODS
 from gmmkit.result import Fit
 
@@ -349,7 +350,9 @@ def compare(
 
     rows = []
     for name, fit in named.items():
-        value, se, source = evidence.get(_model_key(fit.model), (np.nan, np.nan, ""))
+        _, chosen, reason = evidence[_model_key(fit.model)]
+        value, se, source = ((chosen.value, chosen.se, chosen.source) if chosen is not None
+                             else (np.nan, np.nan, reason))
         khat = psis[name].khat if name in psis else np.nan
         row = {
             "fit": name,
@@ -383,6 +386,7 @@ def compare(
     return Comparison(
         fits=named, aligned=aligned, reference=reference, truth=truth, table=table,
         psis=psis, n_draws=n_draws, seed=seed,
+        evidence={key: tuple(estimates) for key, (estimates, _, _) in evidence.items()},
     )
 
 
@@ -392,62 +396,18 @@ def _align(fit: Fit, to: Any) -> Fit:
 
 def _evidence_by_model(
     fits: Mapping[str, Fit], psis: Mapping[str, PsisResult], exact: bool
-) -> dict[str, tuple[float, float, str]]:
-    """The best available log evidence of every distinct model: exact enumeration, else
-    a fit that reports one (SMC), else the importance-sampling estimate of the variational
-    fit with the largest estimate among those with an acceptable k-hat."""
-    out: dict[str, tuple[float, float, str]] = {}
-    by_model: dict[str, list[str]] = {}
+) -> dict[str, tuple[list[EvidenceEstimate], EvidenceEstimate | None, str]]:
+    """Every evidence estimate of every distinct model, and the one the policy chooses
+    (:mod:`gmmkit.comparisons.evidence`), with the reason."""
+    by_model: dict[str, dict[str, Fit]] = {}
     for name, fit in fits.items():
-        by_model.setdefault(_model_key(fit.model), []).append(name)
-    for key, names in by_model.items():
-        model, data = fits[names[0]].model, fits[names[0]].data
-        if exact and callable(getattr(model, "exact_log_evidence", None)):
-            try:
-                out[key] = (float(model.exact_log_evidence(data)), 0.0, "exact enumeration")
-                continue
-            except ValueError:
-                pass  # too many assignments to enumerate: fall through to estimates
-        reported = [n for n in names if np.isfinite(fits[n].log_evidence)]
-        if reported:
-            best = min(reported,
-                       key=lambda n: (not fits[n].posterior.kind.is_posterior_sample, n))
-            fit = fits[best]
-            source = fit.log_evidence_source or fit.method
-            out[key] = (float(fit.log_evidence), float(fit.log_evidence_se),
-                        f"{best}: {source}")
-            continue
-        estimated = [n for n in names if n in psis and np.isfinite(psis[n].log_evidence)]
-        if estimated:
-            # Every importance-sampling estimate is biased low in log space (Jensen), and a
-            # q stuck in the wrong basin can have a small k-hat yet a hopeless estimate, so
-            # take the largest estimate, preferring those whose k-hat is acceptable.
-            trusted = [n for n in estimated if psis[n].khat <= KHAT_THRESHOLD] or estimated
-
-            def ordered_offset(name: str) -> float:
-                # A q under the ordered transform weighs against the ordered model, whose
-                # evidence is exactly Z / K!: log Z = log Z_ordered + log K!.
-                return float(getattr(fits[name].posterior, "log_k_factorial", 0.0) or 0.0)
-
-            best = max(trusted, key=lambda n: psis[n].log_evidence + ordered_offset(n))
-            result = psis[best]
-            offset = ordered_offset(best)
-            label = "label-symmetrised " if result.symmetrised else ""
-            source = f"{label}importance sampling from {best} (k-hat {result.khat:.2f})"
-            k = fits[best].n_components
-            if offset:
-                source += (f"; ordered transform: + log K! = {offset:.2f} nats "
-                           "(log Z = log Z_ordered + log K!)")
-            elif not result.symmetrised and k > 1:
-                source += (
-                    f"; not label-symmetrised, so low by up to log K! = "
-                    f"{np.sum(np.log(np.arange(2, k + 1))):.1f} nats"
-                )
-            best_elbo = max((fits[n].elbo for n in names if np.isfinite(fits[n].elbo)),
-                            default=-np.inf)
-            if result.log_evidence + offset < best_elbo:
-                source += "; below the best ELBO, so an underestimate"
-            out[key] = (result.log_evidence + offset, result.log_evidence_se, source)
+        by_model.setdefault(_model_key(fit.model), {})[name] = fit
+    out = {}
+    for key, group in by_model.items():
+        estimates = evidence_estimates(group, {n: psis[n] for n in group if n in psis},
+                                       exact=exact)
+        chosen, reason = choose_evidence(estimates)
+        out[key] = (estimates, chosen, reason)
     return out
 
 
@@ -469,6 +429,9 @@ class Comparison:
         One row per fit (index: the fit's name); see ``TABLE_COLUMNS``.
     psis : dict of str to PsisResult
         PSIS diagnostics of every variational fit.
+    evidence : dict of str to tuple of EvidenceEstimate
+        Every evidence estimate of each distinct model (by the model's description),
+        flagged ones included (:mod:`gmmkit.comparisons.evidence`).
     """
 
     fits: Mapping[str, Fit]
@@ -479,6 +442,8 @@ class Comparison:
     psis: Mapping[str, PsisResult]
     n_draws: int = 1000
     seed: int = 0
+    evidence: Mapping[str, tuple[EvidenceEstimate, ...]] = dataclasses.field(
+        default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Comparison(fits={list(self.fits)}, reference={self.reference!r})"
@@ -612,11 +577,35 @@ class Comparison:
                         f"{name}'s bound is {elbos[best] - value:.1f} nats looser than {best}'s."
                     )
         for name, row in t.iterrows():
-            if np.isfinite(row["elbo_gap"]):
+            if not self.fits[name].posterior.kind.is_variational:
+                continue
+            gap = row["elbo_gap"]
+            se = float(np.hypot(np.nan_to_num(row["log_evidence_se"]),
+                                np.nan_to_num(row["elbo_se"])))
+            if not np.isfinite(gap):
+                if not np.isfinite(row["log_evidence"]) and row["log_evidence_source"]:
+                    lines.append(f"{name}: no ELBO gap is reported, because "
+                                 f"{row['log_evidence_source']}.")
+                continue
+            if gap < 0:
+                # The policy never chooses an estimate more than 3 se below an ELBO, so a
+                # negative gap is Monte Carlo noise, never a finding.
                 lines.append(
-                    f"{name}'s ELBO is {row['elbo_gap']:.2f} nats below the log evidence "
+                    f"{name}'s ELBO is within Monte Carlo error of the log evidence "
+                    f"{row['log_evidence']:.2f} (gap {gap:.2f} ± {se:.2f} nats; "
+                    f"{row['log_evidence_source']})."
+                )
+            else:
+                lines.append(
+                    f"{name}'s ELBO is {gap:.2f} nats below the log evidence "
                     f"{row['log_evidence']:.2f} ({row['log_evidence_source']})."
                 )
+        for estimates in self.evidence.values():
+            for estimate in estimates:
+                if estimate.problems:
+                    lines.append(f"Evidence estimate not used: {estimate.source} = "
+                                 f"{estimate.value:.2f} ± {estimate.se:.2f} "
+                                 f"({'; '.join(estimate.problems)}).")
         for name, result in self.psis.items():
             verdict = "do not trust this q" if result.khat > KHAT_THRESHOLD else "q is usable"
             lines.append(f"{name}: k-hat = {result.khat:.2f} ({verdict}).")

@@ -20,6 +20,7 @@ from sklearn.metrics import adjusted_rand_score
 from gmmkit._validation import check_choice, check_int, check_positive
 from gmmkit.comparisons.align import matching_permutation
 from gmmkit.comparisons.diagnostics import has_importance_weights, psis_diagnostics
+from gmmkit.comparisons.evidence import choose_evidence, evidence_estimates
 from gmmkit.models.base import MixtureData
 from gmmkit.models.univariate import UnivariateGMM
 
@@ -140,7 +141,6 @@ def sweep(
             10.0, 2.0 * float(np.max(np.abs(data.means)))
         )
         gmm = UnivariateGMM(n_comp, sigma, obs_sd)
-        exact = _exact_evidence(gmm, data.x) if evidence else np.nan
         for method in methods:
             result = fit(gmm, data.x, method, seed=seed, n_init=n_init,
                          **dict(fit_options.get(method, {})))
@@ -159,36 +159,23 @@ def sweep(
                 "converged": bool(result.converged),
             }
             if evidence:
-                row.update(_evidence(result, exact, psis_draws, seed))
+                row.update(_evidence(result, method, True, psis_draws, seed))
             row["elbo_gap"] = row["log_evidence"] - row["elbo"]
             rows.append(row)
     return pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
 
 
-def _exact_evidence(model: UnivariateGMM, x: np.ndarray) -> float:
-    try:
-        return float(model.exact_log_evidence(x))
-    except ValueError:  # too many assignments to enumerate
-        return float("nan")
-
-
-def _evidence(result, exact: float, psis_draws: int, seed: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _evidence(result, name: str, exact: bool, psis_draws: int, seed: int) -> dict[str, Any]:
+    """The evidence columns of one fit, by the one policy of ``compare``."""
+    psis = {}
     if has_importance_weights(result):
-        diag = psis_diagnostics(result, n_draws=psis_draws, seed=seed)
-        out["psis_khat"] = diag.khat
-        if not np.isfinite(exact):
-            # Under the ordered transform the estimate is of log Z_ordered = log Z - log K!.
-            offset = float(getattr(result.posterior, "log_k_factorial", 0.0) or 0.0)
-            out["log_evidence"] = diag.log_evidence + offset
-            out["log_evidence_source"] = "importance sampling" + (
-                " + log K! (ordered transform)" if offset else "")
-    if np.isfinite(exact):
-        out["log_evidence"], out["log_evidence_source"] = exact, "exact enumeration"
-    elif np.isfinite(result.log_evidence):
-        out["log_evidence"] = float(result.log_evidence)
-        out["log_evidence_source"] = result.log_evidence_source or result.method
-    return out
+        psis[name] = psis_diagnostics(result, n_draws=psis_draws, seed=seed)
+    chosen, reason = choose_evidence(evidence_estimates({name: result}, psis, exact=exact))
+    return {
+        "psis_khat": psis[name].khat if psis else np.nan,
+        "log_evidence": chosen.value if chosen is not None else np.nan,
+        "log_evidence_source": chosen.source if chosen is not None else reason,
+    }
 
 
 def plot_sweep(df: pd.DataFrame) -> Figure:
