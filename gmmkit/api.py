@@ -109,6 +109,8 @@ def fit(
         from gmmkit.inference.pymc_methods import fit_pymc
 
         data = model.check_data(x, min_points=model.n_components)
+        if isinstance(init, Fit):
+            _check_init_fit(init, model, data)
         return fit_pymc(model, data, method, **common, **options)
     if options:
         raise ValueError(
@@ -130,6 +132,24 @@ def fit(
     from gmmkit.inference.em import fit_em, fit_kmeans
 
     return (fit_em if method == "em" else fit_kmeans)(model, data, **common)
+
+
+def _check_init_fit(init: Fit, model: Any, data: np.ndarray) -> None:
+    """Refuse an ``init=`` Fit whose components or dimension differ from the model and
+    data, before any PyMC work (the start values would have the wrong shapes)."""
+    if init.n_components != model.n_components:
+        raise ValueError(
+            f"init must be a Fit with {model.n_components} components to match the model, "
+            f"got a Fit with {init.n_components}"
+        )
+    means = np.asarray(init.posterior.point_estimates()["means"])
+    d_init = 1 if means.ndim < 2 else means.shape[-1]
+    d_data = 1 if data.ndim == 1 else data.shape[1]
+    if d_init != d_data:
+        raise ValueError(
+            f"init must be a Fit of {d_data}-dimensional data to match x, got a Fit of "
+            f"{d_init}-dimensional data"
+        )
 
 
 def _check_tol(tol: Any) -> float:
