@@ -199,8 +199,13 @@ def test_default_w0_is_ridged_and_the_elbo_is_monotone(kind):
     fit = gmmkit.fit(BayesianGMM(2), X, "cavi", seed=0, tol=1e-12, max_iter=500)
     trace = fit.elbo_trace
     assert np.all(np.isfinite(trace))
-    # Monotone up to rounding of a bound of size |trace| summed over N K terms.
-    assert np.all(np.diff(trace) >= -1e-10 * np.abs(trace[1:]))
+    # Monotone up to rounding.  The ridge leaves W0 with condition number ~1e6 D in the
+    # directions the data do not span, and the bound's terms (ln|W_k|, nu_k tr(W0^-1 W_k))
+    # carry rounding errors ~cond(W0) eps times their size ~|ELBO| + N D: measured
+    # decrease 1.5e-8 nats (collinear) against a slack of ~7e-8.  Before the ridge was
+    # always added, the collinear case ran on a W0 with condition number ~1e16.
+    slack = np.linalg.cond(model.W0) * EPS * (np.abs(trace[1:]) + X.size)
+    assert np.all(np.diff(trace) >= -slack)
 
 
 def test_default_w0_ridge_is_always_added_even_for_a_regular_covariance():
