@@ -29,6 +29,34 @@ def check_positive(name: str, value: Any) -> float:
     return out
 
 
+#: Standard deviations (and other scales that get squared and inverted) must lie in
+#: [1e-150, 1e150]: then sd^2 and 1/sd^2 are normal float64 numbers, with room for the
+#: products with N and the data that the updates form (sd^2 alone would overflow at
+#: 1.3e154 and underflow to 0 at 1e-162).
+SCALE_RANGE = (1e-150, 1e150)
+
+
+def check_scale(name: str, value: Any) -> float:
+    """Return a standard deviation as a float, refusing values whose square or inverse
+    square is not a usable float64 (outside :data:`SCALE_RANGE`)."""
+    out = check_positive(name, value)
+    lo, hi = SCALE_RANGE
+    if not lo <= out <= hi:
+        raise ValueError(
+            f"{name} must lie in [{lo:g}, {hi:g}] so that {name}**2 and 1/{name}**2 are "
+            f"finite, non-zero float64 numbers, got {value!r}"
+        )
+    return out
+
+
+def check_positive_in_range(name: str, value: Any, lo: float, hi: float) -> float:
+    """Return a positive float in [lo, hi], naming the argument and the range otherwise."""
+    out = check_positive(name, value)
+    if not lo <= out <= hi:
+        raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}], got {value!r}")
+    return out
+
+
 def check_int(name: str, value: Any, minimum: int) -> int:
     """Return ``value`` as an int, refusing non-integers and values below ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -48,17 +76,65 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
 
 
 def check_finite_array(name: str, x: Any) -> np.ndarray:
-    """Convert to a float64 array and refuse NaN or inf, naming the first bad entry."""
+    """Convert to a float64 array and refuse NaN or inf, naming the first bad entry.
+
+    Only real numbers are accepted: floating or integer arrays (and lists of them).
+    Complex, bool, string and object arrays are refused rather than converted, because
+    the conversion would silently drop the imaginary part or read True as 1.0.
+    """
     try:
-        arr = np.asarray(x, dtype=np.float64)
+        raw = np.asarray(x)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numeric, got {type(x).__name__}") from None
+        raise ValueError(
+            f"{name} must be numeric (an array of real floating or integer numbers), got "
+            f"a {type(x).__name__} that is not a rectangular array"
+        ) from None
+    if raw.dtype.kind not in _REAL_KINDS:
+        raise ValueError(
+            f"{name} must be numeric (real floating or integer numbers), got an array of "
+            f"dtype {raw.dtype} ({_KIND_NAMES.get(raw.dtype.kind, 'non-numeric')})"
+        )
+    arr = np.asarray(raw, dtype=np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
             f"{name} must be finite, but it holds {int(bad.sum())} NaN/inf value(s); "
             f"the first is at index {where if len(where) > 1 else where[0]}"
+        )
+    return arr
+
+
+#: dtype kinds accepted as data: floating, signed and unsigned integers.
+_REAL_KINDS = "fiu"
+_KIND_NAMES = {"c": "complex", "b": "bool", "U": "string", "S": "bytes", "O": "object",
+               "M": "datetime", "m": "timedelta", "V": "structured"}
+
+#: Data whose sum of squares exceeds this are refused.  Every method forms sums of
+#: squares and outer products of the data (the sample covariance, sum r x x^T, the
+#: Gaussian exponents), and a few of those added together must still fit in float64
+#: (max ~1.8e308): 1e300 leaves eight orders of magnitude of headroom.
+MAX_SUM_OF_SQUARES = 1e300
+
+
+def check_data_scale(name: str, arr: np.ndarray) -> np.ndarray:
+    """Refuse data whose sum of squares overflows (exceeds :data:`MAX_SUM_OF_SQUARES`).
+
+    Computed as max|x|^2 * sum((x / max|x|)^2), so the check itself cannot overflow
+    before it compares.  Roughly, |x| > 1e150 / sqrt(N D) is refused.
+    """
+    if arr.size == 0:
+        return arr
+    top = float(np.max(np.abs(arr)))
+    if top == 0.0:
+        return arr
+    log_total = 2.0 * np.log(top) + np.log(np.sum((arr / top) ** 2))
+    if log_total > np.log(MAX_SUM_OF_SQUARES):
+        raise ValueError(
+            f"{name} is too large in scale: its sum of squares is about "
+            f"1e{log_total / np.log(10):.0f} (largest |value| {top:.3g}), beyond "
+            f"{MAX_SUM_OF_SQUARES:.0e}, where float64 sums of squares overflow; rescale "
+            "the data (e.g. divide by its standard deviation)"
         )
     return arr
 
@@ -77,7 +153,7 @@ def check_univariate_data(x: Any, *, name: str = "x", min_points: int = 1) -> np
         raise ValueError(
             f"{name} must hold at least {min_points} points, got {arr.shape[0]}"
         )
-    return arr
+    return check_data_scale(name, arr)
 
 
 def check_multivariate_data(
@@ -96,4 +172,4 @@ def check_multivariate_data(
         )
     if arr.shape[0] < min_points:
         raise ValueError(f"{name} must hold at least {min_points} points, got {arr.shape[0]}")
-    return arr
+    return check_data_scale(name, arr)

@@ -114,6 +114,8 @@ def fit(
     min_points = model.n_components if chosen.kind.stores_draws else max(
         model.n_components, model.min_points)
     data = model.check_data(x, min_points=min_points)
+    if isinstance(common.get("init"), Fit):
+        _check_init_fit(common["init"], model, data)
     return backend(model, data, method=chosen.name, seed=resolve_seed(seed),
                    progress=progress, **common, **options)
 
@@ -126,6 +128,24 @@ def _check_init(init: Any, method: Method) -> None:
             )
         return
     check_choice("init", init, ("kmeans++", "random"))
+
+
+def _check_init_fit(init: Fit, model: Model, data: np.ndarray) -> None:
+    """Refuse an ``init=`` Fit whose components or dimension differ from the model and
+    data, before any PyMC work (the start values would have the wrong shapes)."""
+    if init.n_components != model.n_components:
+        raise ValueError(
+            f"init must be a Fit with {model.n_components} components to match the model, "
+            f"got a Fit with {init.n_components}"
+        )
+    means = np.asarray(init.posterior.point_estimates()["means"])
+    d_init = 1 if means.ndim < 2 else means.shape[-1]
+    d_data = 1 if data.ndim == 1 else data.shape[1]
+    if d_init != d_data:
+        raise ValueError(
+            f"init must be a Fit of {d_data}-dimensional data to match x, got a Fit of "
+            f"{d_init}-dimensional data"
+        )
 
 
 def _check_tol(tol: Any) -> float:

@@ -45,6 +45,23 @@ least one point, as scikit-learn's ``KMeans`` does.  The component then restarts
 point with covariance ``reg_covar * I``; the number of re-seeds is reported in
 ``Fit.diagnostics["reseeded_clusters"]``.
 
+**Centred coordinates**: ``fit_em`` and ``fit_kmeans`` subtract the data mean once and
+run the initialisation and every update on the centred data; the reported means (and the
+posterior's predictions) are in the original coordinates.  The log-likelihood is
+translation invariant, but its float64 evaluation is not: with data near 1e9 the squared
+distances of the E-step and M-step are differences of numbers of size 1e18 and keep only
+a few digits (at 1e15 none, and the log-likelihood trace decreased).  Centred, a fit of
+X + c gives the log-likelihood of X up to the rounding of the data themselves.
+
+**Feature scales**: ``reg_covar`` is absolute, in the data's units (as scikit-learn's),
+which keeps parity with scikit-learn on ordinary data.  A full covariance whose features
+differ in variance by more than :data:`MAX_FEATURE_VARIANCE_RATIO` (1e12) cannot be
+factored reliably in float64 (its Cholesky pivots reach the rounding level of its largest
+variance), so such data are refused up front with a message that tells the user to
+standardise the columns, instead of failing every restart with "singular covariance".
+A feature whose variance is below ``reg_covar`` is, in effect, smoothed away by it:
+standardise such data too.
+
 **Singular covariances**: when a covariance is not positive definite, or its Cholesky
 pivots fall below the rounding level of its diagonal (a component on a line, or a single
 point with ``reg_covar = 0``), the restart stops with :class:`RestartFailed` naming the
@@ -67,8 +84,10 @@ from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 __all__ = [
+    "MAX_FEATURE_VARIANCE_RATIO",
     "EMState",
     "PointEstimatePosterior",
+    "check_feature_scales",
     "elbo",
     "fit_em",
     "fit_kmeans",
@@ -78,6 +97,12 @@ __all__ = [
     "step",
     "step_kmeans",
 ]
+
+#: Data whose feature variances (plus reg_covar) differ by more than this ratio are refused:
+#: a covariance with that spread has condition number >= 1e12, so its Cholesky factor
+#: keeps only ~4 digits (1e12 * eps ~ 2e-4) and is 1e2-1e3 times from being flagged
+#: singular by the pivot test below (10 * D * eps ~ 4e-15 relative).
+MAX_FEATURE_VARIANCE_RATIO = 1e12
 
 #: Cholesky pivots (conditional variances) at most this multiple of D * eps times the
 #: largest variance of the component are indistinguishable from zero: singular.
@@ -285,26 +310,40 @@ class PointEstimatePosterior:
     ----------
     weights : ndarray, shape (K,)
     means : ndarray, shape (K, D)
+        In the original coordinates of the data.
     covariances : ndarray, shape (K, D, D)
     hard : bool
         True for the hard-assignment fit: responsibilities are one-hot at the highest
         weighted density (log responsibilities 0 and -inf).
+    centre : ndarray, shape (D,), optional
+        The point the fit was computed around (the data mean).  Densities are evaluated
+        on ``x - centre`` against the centred means, so predictions at data far from the
+        origin keep the digits the fit had.  Default: the origin.
+    centred_means : ndarray, shape (K, D), optional
+        ``means - centre`` as the fit computed them (avoids re-rounding); derived from
+        ``means`` when omitted.
     """
 
     kind = PosteriorKind.POINT_ESTIMATE
 
     def __init__(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
-                 *, hard: bool = False) -> None:
+                 *, hard: bool = False, centre: np.ndarray | None = None,
+                 centred_means: np.ndarray | None = None) -> None:
         self.weights = np.array(weights, dtype=float)
         self.means = np.array(means, dtype=float)
         self.covariances = np.array(covariances, dtype=float)
         self.hard = bool(hard)
         self.n_components = self.weights.shape[0]
+        d = self.means.shape[-1]
+        self._centre = np.zeros(d) if centre is None else np.array(centre, dtype=float)
+        self._centred_means = (self.means - self._centre if centred_means is None
+                               else np.array(centred_means, dtype=float))
         self._prec_chol = precision_cholesky(self.covariances)
 
     def _log_prob(self, x: np.ndarray) -> np.ndarray:
         x = x[:, None] if x.ndim == 1 else x
-        return weighted_log_prob(x, self.weights, self.means, self._prec_chol)
+        return weighted_log_prob(x - self._centre, self.weights, self._centred_means,
+                                 self._prec_chol)
 
     def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
         log_prob = self._log_prob(x)
@@ -342,7 +381,32 @@ def _check_model(model: Any, method: str) -> None:
         )
 
 
+def check_feature_scales(X: np.ndarray, reg_covar: float) -> None:
+    """Refuse data whose feature variances (plus ``reg_covar``) span more than
+    :data:`MAX_FEATURE_VARIANCE_RATIO`; see the module docstring ("Feature scales").
+
+    Features with zero variance and ``reg_covar = 0`` are left to the singular-covariance
+    handling, which names the component.
+    """
+    var = X.var(axis=0) + reg_covar
+    positive = np.flatnonzero(var > 0)
+    if positive.size < 2:
+        return
+    lo = positive[np.argmin(var[positive])]
+    hi = positive[np.argmax(var[positive])]
+    ratio = var[hi] / var[lo]
+    if ratio > MAX_FEATURE_VARIANCE_RATIO:
+        raise ValueError(
+            f"X has features on incompatible scales: variances (plus reg_covar="
+            f"{reg_covar:g}) range from {var[lo]:.3g} (column {lo}) to {var[hi]:.3g} "
+            f"(column {hi}), a ratio of {ratio:.2g} > {MAX_FEATURE_VARIANCE_RATIO:.0e}, "
+            "which a full covariance cannot hold in float64; standardise the columns "
+            "(divide each by its standard deviation) before fitting"
+        )
+
+
 def _run(model, X, *, hard, seed, n_init, init, tol, max_iter, progress, label):
+    """The restarts on centred data ``X`` (init means, when an array, are centred too)."""
     rng = np.random.default_rng(seed)
     step_fn = step_kmeans if hard else step
     return coordinate_ascent(
@@ -353,6 +417,21 @@ def _run(model, X, *, hard, seed, n_init, init, tol, max_iter, progress, label):
         rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label=label,
         monitor=lambda s: {"elbo": s.elbo, "log_likelihood": s.log_likelihood},
     )
+
+
+def _centred(model: GaussianMixture, X: np.ndarray, init: Any):
+    """(centre (D,), centred data (N, D), init with array means centred too).
+
+    Subtracting the mean once makes the fit translation invariant up to the rounding of
+    the data (module docstring, "Centred coordinates").
+    """
+    check_feature_scales(X, model.reg_covar)
+    centre = X.mean(axis=0)
+    if not isinstance(init, str):
+        init = np.asarray(init, dtype=float)
+        if init.shape[-1:] == centre.shape:  # a wrong shape is left for init_state to name
+            init = init - centre
+    return centre, X - centre, init
 
 
 def fit_em(
@@ -381,9 +460,10 @@ def fit_em(
         log-likelihood, and the posterior is a :class:`PointEstimatePosterior`.
     """
     _check_model(model, method)
-    run = _run(model, X, hard=False, seed=seed, n_init=n_init, init=init, tol=tol,
+    centre, X_centred, init = _centred(model, X, init)
+    run = _run(model, X_centred, hard=False, seed=seed, n_init=n_init, init=init, tol=tol,
                max_iter=max_iter, progress=progress, label="EM")
-    return _make_fit(method, model, X, run, seed, hard=False)
+    return _make_fit(method, model, X, centre, run, seed, hard=False)
 
 
 def fit_kmeans(
@@ -409,15 +489,17 @@ def fit_kmeans(
         ``diagnostics["reseeded_clusters"]`` counts re-seeded empty clusters.
     """
     _check_model(model, method)
-    run = _run(model, X, hard=True, seed=seed, n_init=n_init, init=init, tol=tol,
+    centre, X_centred, init = _centred(model, X, init)
+    run = _run(model, X_centred, hard=True, seed=seed, n_init=n_init, init=init, tol=tol,
                max_iter=max_iter, progress=progress, label="k-means GMM")
-    return _make_fit(method, model, X, run, seed, hard=True)
+    return _make_fit(method, model, X, centre, run, seed, hard=True)
 
 
-def _make_fit(method: str, model, X, run, seed, *, hard: bool) -> Fit:
-    state = run.state
-    posterior = PointEstimatePosterior(state.weights, state.means, state.covariances,
-                                       hard=hard)
+def _make_fit(method: str, model, X, centre, run, seed, *, hard: bool) -> Fit:
+    state = run.state  # in centred coordinates
+    posterior = PointEstimatePosterior(state.weights, state.means + centre,
+                                       state.covariances, hard=hard, centre=centre,
+                                       centred_means=state.means)
     elbo_trace = run.monitor_traces["elbo"]
     loglik_trace = run.monitor_traces["log_likelihood"]
     return fit_from_run(

@@ -38,6 +38,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from gmmkit import _arviz
+from gmmkit._validation import check_positive
 from gmmkit.inference.loop import progress_bar
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
@@ -309,7 +310,15 @@ def _starts(model, x, init, n: int, seed: int) -> list[dict[str, np.ndarray]]:
     return out
 
 
+#: Fewest fresh draws of q allowed for ADVI's ELBO estimate (``max_elbo_draws``): the
+#: estimate draws a first batch of 500 before it looks at its standard error, so a
+#: smaller cap could not be honoured; above it, later batches stop at the cap exactly.
+MIN_ELBO_DRAWS = 500
+
+
 def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``options`` into the method's defaults, refusing unknown names and values out
+    of range with a message that names the option."""
     allowed = _DEFAULTS[method]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -318,11 +327,29 @@ def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
             f"some of {', '.join(sorted(allowed))}"
         )
     merged = {**allowed, **options}
+    minimum = {"max_elbo_draws": MIN_ELBO_DRAWS}
     for name in ("n_iter", "draws", "tune", "chains", "max_elbo_draws"):
         if name in merged:
-            value = merged[name]
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            value, low = merged[name], minimum.get(name, 1)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            merged[name] = int(value)
+    for name in ("learning_rate", "convergence_tol", "elbo_se_target"):
+        if name in merged:
+            merged[name] = check_positive(name, merged[name])
+    if "target_accept" in merged:
+        value = merged["target_accept"]
+        try:
+            prob = float(value)
+        except (TypeError, ValueError):
+            prob = float("nan")
+        if isinstance(value, bool) or not 0.0 < prob < 1.0:
+            raise ValueError(f"target_accept must be a number in (0, 1), got {value!r}")
+        merged["target_accept"] = prob
+    if "ordered" in merged:
+        if not isinstance(merged["ordered"], bool | np.bool_):
+            raise ValueError(f"ordered must be True or False, got {merged['ordered']!r}")
+        merged["ordered"] = bool(merged["ordered"])
     return merged
 
 

@@ -316,7 +316,12 @@ def _parameter_terms(prob: _Problem, alpha, beta, m, nu, ex: _Expectations) -> f
     diff = m - prob.m0
     maha = np.einsum("ka,kab,kb->k", diff, ex.W, diff)
     trace = np.einsum("ab,kba->k", prob.W0_inv, ex.W)
-    log_p_pi = _log_C(np.full(k, alpha0)) + (alpha0 - 1.0) * ex.e_log_pi.sum()  # 10.73
+    # E[ln p(pi)] - E[ln q(pi)] (10.73 - 10.76) in one piece, sum_k (alpha0 - alpha_k)
+    # E[ln pi_k].  Separately, both terms carry (alpha0 - 1) E[ln pi_k] ~ -1/alpha0 for an
+    # emptied component, which with alpha0 = 1e-30 cancels to no digit at all (an "ELBO"
+    # above the evidence); alpha0 - alpha_k = -N_k is accurate to eps relative.
+    pi_terms = (_log_C(np.full(k, alpha0)) - _log_C(alpha)
+                + np.sum((alpha0 - alpha) * ex.e_log_pi))  # 10.73 - 10.76
     log_p_mu_lambda = (  # 10.74
         0.5 * np.sum(d * np.log(beta0 / (2 * np.pi)) + ex.e_log_det - d * beta0 / beta
                      - beta0 * nu * maha)
@@ -324,13 +329,12 @@ def _parameter_terms(prob: _Problem, alpha, beta, m, nu, ex: _Expectations) -> f
         + 0.5 * (nu0 - d - 1.0) * ex.e_log_det.sum()
         - 0.5 * np.sum(nu * trace)
     )
-    log_q_pi = np.sum((alpha - 1.0) * ex.e_log_pi) + _log_C(alpha)  # 10.76
     entropy_lambda = (-_log_B(ex.log_det_W, nu, d) - 0.5 * (nu - d - 1.0) * ex.e_log_det
                       + 0.5 * nu * d)  # B.82
     log_q_mu_lambda = np.sum(  # 10.77
         0.5 * ex.e_log_det + 0.5 * d * np.log(beta / (2 * np.pi)) - 0.5 * d - entropy_lambda
     )
-    return float(log_p_pi + log_p_mu_lambda - log_q_pi - log_q_mu_lambda)
+    return float(pi_terms + log_p_mu_lambda - log_q_mu_lambda)
 
 
 def elbo(prob: _Problem, state: VBState) -> float:

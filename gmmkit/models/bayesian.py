@@ -14,10 +14,11 @@ fills them in from the data, and every fit records the resolved model):
 
 * ``alpha0 = 1 / K`` (scikit-learn's default ``weight_concentration_prior``);
 * ``m0`` = the data mean;
-* ``W0 = S^-1`` with S the sample covariance (ddof = 1), so that E[Lambda_k] = nu0 S^-1:
-  scikit-learn's ``covariance_prior`` convention.  When S is singular (a constant or
-  collinear column), ``S + eps I`` with ``eps = 1e-6 tr(S) / D`` (or 1e-6 if S = 0) is
-  used instead, which keeps the prior proper;
+* ``W0 = (S + eps I)^-1`` with S the sample covariance (ddof = 1) and the relative ridge
+  ``eps = 1e-6 tr(S) / D`` always added, so that E[Lambda_k] ~ nu0 S^-1 (scikit-learn's
+  ``covariance_prior`` convention, up to a relative 1e-6).  The ridge keeps the prior
+  proper and well conditioned when S is singular or nearly so (a constant or collinear
+  column, N <= D); data whose points are all identical (tr(S) = 0) are refused;
 * ``nu0 = D``.
 
 Because m0 and W0 follow the data, translating the data translates the fit and leaves the
@@ -31,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from scipy import linalg
 from scipy.special import gammaln, multigammaln
 
 from gmmkit._validation import (
@@ -47,8 +49,38 @@ __all__ = ["BayesianGMM", "normal_wishart_log_marginal", "normal_wishart_logpdf"
 
 _LOG_PI = np.log(np.pi)
 _PLANNED_COVARIANCE_TYPES = ("diag", "spherical", "tied")
-#: Relative ridge added to a singular data covariance for the default W0 (see module doc).
+#: Relative ridge added to the data covariance for the default W0 (see module doc).
 _DEFAULT_RIDGE = 1e-6
+
+
+def _default_W0(X: np.ndarray) -> np.ndarray:
+    """W0 = (S + eps I)^-1 with S the sample covariance (ddof = 1) of X (N, D) and
+    eps = _DEFAULT_RIDGE * tr(S) / D, always added (module docstring).
+
+    The ridge is always there, not only when S is singular, so that nearly singular S
+    (collinear columns, N <= D) gets a W0 with condition number at most ~D / 1e-6
+    instead of one whose Cholesky factor is dominated by rounding, and so the default is
+    a continuous function of the data.  Returns shape (D, D).
+    """
+    d = X.shape[1]
+    cov = np.atleast_2d(np.cov(X, rowvar=False))
+    trace = float(np.trace(cov))
+    if not trace > 0:
+        raise ValueError(
+            f"X must not be {X.shape[0]} copies of one point for the default W0: its "
+            "sample covariance is zero, so W0 = S^-1 does not exist; pass W0 explicitly"
+        )
+    cov = cov + (_DEFAULT_RIDGE * trace / d) * np.eye(d)
+    chol = np.linalg.cholesky(cov)
+    inv_chol = linalg.solve_triangular(chol, np.eye(d), lower=True)
+    W0 = inv_chol.T @ inv_chol
+    W0 = 0.5 * (W0 + W0.T)
+    if not np.all(np.isfinite(W0)):
+        raise ValueError(
+            f"X has a spread too small for the default W0 = S^-1 (tr(S) = {trace:.3g}); "
+            "pass W0 explicitly or rescale the data"
+        )
+    return W0
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -229,21 +261,22 @@ class BayesianGMM:
         if self.m0 is None:
             changes["m0"] = X.mean(axis=0)
         if self.W0 is None:
-            cov = np.atleast_2d(np.cov(X, rowvar=False))
-            try:
-                np.linalg.cholesky(cov)
-            except np.linalg.LinAlgError:
-                # A constant or collinear column: a small ridge keeps the prior proper.
-                ridge = _DEFAULT_RIDGE * (np.trace(cov) / d if np.trace(cov) > 0 else 1.0)
-                cov = cov + ridge * np.eye(d)
-            chol = np.linalg.cholesky(cov)
-            inv_chol = np.linalg.solve(chol, np.eye(d))  # triangular, D x D
-            changes["W0"] = inv_chol.T @ inv_chol
+            changes["W0"] = _default_W0(X)
         if self.nu0 is None:
             changes["nu0"] = float(d)
         elif self.nu0 <= d - 1:
             raise ValueError(f"nu0 must be > D - 1 = {d - 1} for D = {d}, got {self.nu0!r}")
-        return replace(self, **changes) if changes else self
+        if not changes:
+            return self
+        try:
+            return replace(self, **changes)
+        except ValueError as err:
+            # Only a data-dependent default can fail here (the user's values were checked
+            # at construction): say so, rather than blame a W0 the user never passed.
+            raise ValueError(
+                f"the data-dependent priors computed from X are unusable ({err}); pass "
+                "explicit m0 and W0, or rescale the data"
+            ) from None
 
     # ------------------------------------------------------------------ PyMC
     def to_pymc(self, X: Any):
@@ -327,6 +360,19 @@ class BayesianGMM:
         Normal-Wishart marginal likelihoods (:func:`normal_wishart_log_marginal`), and
         p(z) is the Dirichlet-multinomial probability of the sequence z.  Data-dependent
         priors are resolved against X first.
+
+        The evidence is invariant to translating the data and m0 together, so both are
+        shifted by the data mean first: W_n^-1 = W0^-1 + sum x x^T + beta0 m0 m0^T -
+        beta_n m_n m_n^T subtracts numbers of size n |x|^2, which for points near 1e2
+        already costs ~4 digits and near 1e6 all of them.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
         """
         X = self.check_data(X, min_points=1)
         n = X.shape[0]
@@ -334,18 +380,34 @@ class BayesianGMM:
         check_enumerable(n, k)
         model = self.resolve(X)
         alpha0 = model.alpha0
-        xx = np.einsum("nd,ne->nde", X, X)
+        centre = X.mean(axis=0)
+        X = X - centre
+        m0 = model.m0 - centre
+        d = X.shape[1]
+        # Blocks of assignments small enough that the (B, N, K, D) deviations from the
+        # cluster means stay around 2e6 floats.
+        chunk = max(1, 2_000_000 // (n * k * d))
+        # Dirichlet-multinomial p(z) = Gamma(K a)/Gamma(N + K a) prod_k Gamma(n_k + a)/Gamma(a)
+        # with the integer counts as rising factorials, ln Gamma(a + c) - ln Gamma(a) =
+        # sum_{j<c} ln(a + j): differences of gammaln lose every digit for a large alpha0.
+        rising = np.concatenate([[0.0], np.cumsum(np.log(alpha0 + np.arange(n)))])
+        rising_total = float(np.sum(np.log(k * alpha0 + np.arange(n))))
         blocks = []
-        for z in enumerate_assignments(n, k):
+        for z in enumerate_assignments(n, k, chunk=chunk):
             onehot = (z[:, :, None] == np.arange(k)).astype(float)  # (B, N, K)
             counts = onehot.sum(axis=1)  # (B, K)
             s1 = np.einsum("bnk,nd->bkd", onehot, X)
-            s2 = np.einsum("bnk,nde->bkde", onehot, xx)
+            xbar = np.divide(s1, counts[..., None], out=np.zeros_like(s1),
+                             where=counts[..., None] > 0)
+            # The within-cluster scatter from deviations, not sum x x^T - n xbar xbar^T:
+            # positive semi-definite by construction, however far W0^-1 is below it.
+            dev = onehot[..., None] * (X[None, :, None, :] - xbar[:, None, :, :])
+            scatter = np.einsum("bnkd,bnke->bkde", dev, dev)
             log_lik = normal_wishart_log_marginal(
-                counts, s1, s2, model.beta0, model.m0, model.W0, model.nu0
+                counts, s1, None, model.beta0, m0, model.W0, model.nu0, scatter=scatter
             ).sum(axis=1)
-            log_prior_z = (gammaln(k * alpha0) - gammaln(n + k * alpha0)
-                           + np.sum(gammaln(counts + alpha0) - gammaln(alpha0), axis=1))
+            log_prior_z = (np.sum(rising[counts.astype(int)], axis=1)
+                           - rising_total)
             blocks.append(log_lik + log_prior_z)
         values = np.concatenate(blocks)
         top = values.max()
@@ -426,8 +488,9 @@ def normal_wishart_logpdf(means: Any, covariances: Any, m: Any, beta: Any, W: An
 
 
 def normal_wishart_log_marginal(
-    counts: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+    counts: np.ndarray, s1: np.ndarray, s2: np.ndarray | None,
     beta0: float, m0: np.ndarray, W0: np.ndarray, nu0: float,
+    *, scatter: np.ndarray | None = None,
 ) -> np.ndarray:
     """log p(X_k) for points sharing one Normal-Wishart(m0, beta0, W0, nu0) component.
 
@@ -440,20 +503,51 @@ def normal_wishart_log_marginal(
         W_n^-1 = W0^-1 + s2 + beta0 m0 m0^T - beta_n m_n m_n^T.
 
     Shapes: ``counts`` (...,), ``s1`` (..., D), ``s2`` (..., D, D); returns (...).
+
+    ``scatter`` (..., D, D), the within-cluster scatter sum (x - xbar)(x - xbar)^T, may
+    be given instead of ``s2``; then the equivalent, cancellation-free form
+
+        W_n^-1 = W0^-1 + scatter + (beta0 n / beta_n) (xbar - m0)(xbar - m0)^T
+
+    is used (a sum of positive semi-definite terms), which stays accurate when W0^-1 is
+    far below the data's scatter (a large W0) or the points are far from m0.
     """
     counts = np.asarray(counts, dtype=float)
     d = m0.shape[0]
     beta_n = beta0 + counts
     nu_n = nu0 + counts
-    m_n = (beta0 * m0 + s1) / beta_n[..., None]
-    w0_inv = np.linalg.inv(W0)
-    w_n_inv = (w0_inv + s2 + beta0 * np.outer(m0, m0)
-               - beta_n[..., None, None] * np.einsum("...a,...b->...ab", m_n, m_n))
-    logdet_w_n_inv = np.linalg.slogdet(w_n_inv)[1]
-    logdet_w0 = np.linalg.slogdet(W0)[1]
+    w0_chol = np.linalg.cholesky(W0)
+    logdet_w0 = 2.0 * np.log(np.diag(w0_chol)).sum()
+    # W_n^-1 = W0^-1 + M with M the data's (positive semi-definite) contribution.  By the
+    # determinant lemma ln|W_n^-1| = -ln|W0| + ln|I + L0^T M L0| (W0 = L0 L0^T): the
+    # second matrix is >= I, so its log-determinant is accurate even when W0^-1 is far
+    # below the rounding level of M (a large W0, or n <= D points making M singular),
+    # where forming W0^-1 + M would lose W0^-1 entirely.
+    if scatter is not None:
+        xbar = np.divide(s1, counts[..., None], out=np.zeros_like(s1, dtype=float),
+                         where=counts[..., None] > 0)
+        diff = xbar - m0
+        data_term = scatter + ((beta0 * counts / beta_n)[..., None, None]
+                               * np.einsum("...a,...b->...ab", diff, diff))
+    else:
+        m_n = (beta0 * m0 + s1) / beta_n[..., None]
+        data_term = (s2 + beta0 * np.outer(m0, m0)
+                     - beta_n[..., None, None] * np.einsum("...a,...b->...ab", m_n, m_n))
+    inner = np.eye(d) + w0_chol.T @ data_term @ w0_chol
+    # The identity must survive the addition for the lemma to help: eps * |inner| above
+    # 1e-4 leaves fewer than four digits in a direction the data do not span.
+    largest = float(np.max(np.abs(inner))) if inner.size else 0.0
+    if not largest * np.finfo(float).eps <= 1e-4:
+        raise ValueError(
+            f"W0 is too large for the data: W0 times the data's scatter reaches "
+            f"{largest:.3g}, beyond {1e-4 / np.finfo(float).eps:.2g}, where ln|W_n^-1| "
+            "cannot be computed in float64; use a smaller W0 or rescale the data"
+        )
+    logdet_inner = np.linalg.slogdet(0.5 * (inner + np.swapaxes(inner, -1, -2)))[1]
+    # -nu_n/2 ln|W_n^-1| - nu0/2 ln|W0| with ln|W_n^-1| = -ln|W0| + ln|inner|.
     return (
         -0.5 * counts * d * _LOG_PI
         + multigammaln(0.5 * nu_n, d) - multigammaln(0.5 * nu0, d)
-        - 0.5 * nu_n * logdet_w_n_inv - 0.5 * nu0 * logdet_w0
+        + 0.5 * counts * logdet_w0 - 0.5 * nu_n * logdet_inner
         + 0.5 * d * (np.log(beta0) - np.log(beta_n))
     )

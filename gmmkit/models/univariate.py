@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from gmmkit._validation import check_int, check_positive, check_univariate_data
+from gmmkit._validation import check_int, check_scale, check_univariate_data
 from gmmkit.models.base import MixtureData, check_enumerable, enumerate_assignments
 from gmmkit.models.gaussian import LOG_2PI, normal_logpdf
 
@@ -34,6 +34,11 @@ class UnivariateGMM:
         sigma > 0, the prior standard deviation of every component mean.
     obs_sd : float
         tau > 0, the known standard deviation of each observation around its mean.
+
+    Notes
+    -----
+    Both standard deviations must lie in ``gmmkit._validation.SCALE_RANGE`` = [1e-150,
+    1e150], so that their squares and inverse squares are finite, non-zero floats.
     """
 
     n_components: int
@@ -42,8 +47,8 @@ class UnivariateGMM:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_components", check_int("n_components", self.n_components, 1))
-        object.__setattr__(self, "prior_sd", check_positive("prior_sd", self.prior_sd))
-        object.__setattr__(self, "obs_sd", check_positive("obs_sd", self.obs_sd))
+        object.__setattr__(self, "prior_sd", check_scale("prior_sd", self.prior_sd))
+        object.__setattr__(self, "obs_sd", check_scale("obs_sd", self.obs_sd))
 
     #: Canonical posterior variables and their dims after (chain, draw).
     parameter_dims = {"mu": ["component"]}  # noqa: RUF012 - class-level constant
@@ -143,27 +148,46 @@ class UnivariateGMM:
         so x_{S_k} ~ N(0, tau^2 I + sigma^2 11^T) in closed form:
 
             log p(x_S) = -(n/2) log(2 pi tau^2) - (1/2) log(1 + n sigma^2 / tau^2)
-                         - (1/(2 tau^2)) (sum x^2 - sigma^2 (sum x)^2 / (tau^2 + n sigma^2)).
+                         - (1/(2 tau^2)) (sum (x - xbar)^2 + n xbar^2 / (1 + n sigma^2 / tau^2)).
 
+        The bracket is sum x^2 - sigma^2 (sum x)^2 / (tau^2 + n sigma^2) rewritten around the
+        cluster mean xbar: the raw form subtracts two numbers of size n xbar^2 and loses
+        every digit when |xbar| >> sd (data far from the prior mean 0).  The model itself
+        is not translation invariant (mu_k ~ N(0, sigma^2)), so the data are not shifted;
+        log(1 + n sigma^2 / tau^2) is taken as logaddexp(0, log n + log(sigma^2 / tau^2)),
+        which neither overflows nor underflows for any allowed sigma and tau.
         Then log p(x) = logsumexp_c [ -N log K + sum_k log p(x_{S_k}) ].
         Refuses when K**N > 2e6.
+
+        Parameters
+        ----------
+        x : array_like, shape (N,)
+
+        Returns
+        -------
+        float
         """
         x = self.check_data(x)
         n, k = x.shape[0], self.n_components
         check_enumerable(n, k)
-        tau2, sigma2 = self.obs_sd**2, self.prior_sd**2
+        tau2 = self.obs_sd**2
+        log_ratio = 2.0 * (np.log(self.prior_sd) - np.log(self.obs_sd))  # log sigma^2/tau^2
         blocks = []
         for assign in enumerate_assignments(n, k):
             total = np.zeros(assign.shape[0])
             for comp in range(k):  # loop over the K components, not the data
-                member = (assign == comp).astype(float)
+                member = (assign == comp).astype(float)  # (B, N)
                 count = member.sum(axis=1)
                 s1 = member @ x
-                s2 = member @ (x * x)
+                # xbar = 0 for an empty cluster, whose terms below all vanish.
+                xbar = np.divide(s1, count, out=np.zeros_like(s1), where=count > 0)
+                within = np.sum(member * (x[None, :] - xbar[:, None]) ** 2, axis=1)
+                with np.errstate(divide="ignore"):  # log 0 = -inf for an empty cluster
+                    log_shrink = np.logaddexp(0.0, np.log(count) + log_ratio)
                 total += (
                     -0.5 * count * (LOG_2PI + np.log(tau2))
-                    - 0.5 * np.log1p(count * sigma2 / tau2)
-                    - 0.5 / tau2 * (s2 - sigma2 * s1**2 / (tau2 + count * sigma2))
+                    - 0.5 * log_shrink
+                    - 0.5 / tau2 * (within + count * xbar**2 * np.exp(-log_shrink))
                 )
             blocks.append(logsumexp(total))
         return float(logsumexp(blocks) - n * np.log(k))
