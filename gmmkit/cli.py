@@ -186,12 +186,13 @@ def fit(
 ) -> None:
     """Fit a mixture to DATA and write the fit, its trace and plots to --out."""
     import gmmkit
-    from gmmkit._io import atomic_directory, check_output_directory, load_data
+    from gmmkit._io import load_data
+    from gmmkit.output import atomic_directory, check_output_directory
 
     method = method or DEFAULT_METHOD[model_name]
     out_dir = Path(out or f"gmmkit-fit-{method}")
     # Refuse a bad --out before any fitting, so a long run is not wasted.
-    check_output_directory(out_dir, force)
+    check_output_directory(out_dir, force, inputs=[data])
     X, names = load_data(data, columns=_split_list(columns), standardize=standardize)
     model = build_model(
         model_name, components, X, alpha0=alpha0, beta0=beta0, nu0=nu0, prior_sd=prior_sd,
@@ -206,8 +207,8 @@ def fit(
         model, x, method, seed=seed, n_init=n_init, init=init, tol=tol, max_iter=max_iter,
         progress=_show_progress(quiet), **options,
     )
-    with atomic_directory(out_dir, force=force) as tmp:
-        result.save(tmp)
+    with atomic_directory(out_dir, force, kind="fit", inputs=[data]) as tmp:
+        result.write_files(tmp)
         write_fit_figures(result, tmp)
     if not quiet:
         print_fit_summary(result, names)
@@ -395,9 +396,9 @@ def _check_methods_apply(methods: list[str], allowed: tuple[str, ...], model: st
               show_default=True,
               help="Agreement columns over the reference's components with at least this "
                    "weight (leave out components a Bayesian fit switched off).")
-@click.option("--log-likelihood/--no-log-likelihood", default=True, show_default=True,
+@click.option("--log-likelihood/--no-log-likelihood", default=None,
               help="Store the pointwise log-likelihood in fits/METHOD.nc (draws x N floats "
-                   "per fit).")
+                   "per fit) [default: when draws x N <= 2e7].")
 @click.option("--out", type=click.Path(), default=None,
               help="Output directory [default: gmmkit-compare].")
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
@@ -409,15 +410,16 @@ def compare(
     obs_sd: float, reg_covar: float, seed: int, n_init: int, init: str, tol: float,
     max_iter: int, draws: int | None, tune: int | None, chains: int | None,
     columns: str | None, standardize: bool, psis_draws: int, min_weight: float,
-    log_likelihood: bool,
+    log_likelihood: bool | None,
     out: str | None, force: bool, quiet: bool,
 ) -> None:
     """Fit DATA with several methods and compare them against a reference fit."""
     import gmmkit
-    from gmmkit._io import check_output_directory, load_data
+    from gmmkit._io import load_data
+    from gmmkit.output import check_output_directory
 
     out_dir = Path(out or "gmmkit-compare")
-    check_output_directory(out_dir, force)
+    check_output_directory(out_dir, force, inputs=[data])
     default = "em,kmeans" if model_name == "gmm" else "cavi,advi,nuts"
     method_list = _parse_methods(methods if methods is not None else default)
     if reference is not None and reference not in method_list:
@@ -618,8 +620,8 @@ def sweep(
 ) -> None:
     """Fit methods on simulated data over a grid of N, K and separation."""
     import gmmkit
-    from gmmkit._io import atomic_directory, check_output_directory
     from gmmkit.models.univariate import UnivariateGMM
+    from gmmkit.output import atomic_directory, check_output_directory
 
     out_dir = Path(out or "gmmkit-sweep")
     check_output_directory(out_dir, force)
@@ -638,7 +640,7 @@ def sweep(
         model=model_name, obs_sd=obs_sd, prior_sd=prior_sd, n_init=n_init,
         evidence=evidence, psis_draws=psis_draws, fit_options=fit_options,
     )
-    with atomic_directory(out_dir, force=force) as tmp:
+    with atomic_directory(out_dir, force, kind="sweep") as tmp:
         table.to_csv(tmp / "sweep.csv", index=False)
         gmmkit.plot_sweep(table).savefig(tmp / "sweep.png", dpi=110)
     if not quiet:

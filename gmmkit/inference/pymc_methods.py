@@ -163,6 +163,11 @@ class VariationalQ:
         self.ordering = approx.ordering
         self.logp_fn = logp_fn
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The PyMC graph and its compiled log density do not pickle (and are caches of
+        # this process); a pickled q keeps its mean, Cholesky factor and data only.
+        return {**self.__dict__, "graph": None, "logp_fn": None}
+
     def sample_flat(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Draws (n, d) from q and log q at them."""
         d = self.mean.size
@@ -173,6 +178,9 @@ class VariationalQ:
         return flat, log_q
 
     def log_weights(self, n: int, rng: np.random.Generator, x=None) -> np.ndarray:
+        if self.graph is None:
+            raise ValueError("this ADVI fit was unpickled (or loaded from disk) without its "
+                             "PyMC graph; refit it to get importance weights")
         x = self.data if x is None else np.asarray(x, dtype=float)
         shared = self.graph["x"]
         if x.shape != self.data.shape:
