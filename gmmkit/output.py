@@ -243,11 +243,29 @@ def atomic_directory(
         tmp.chmod(0o777 & ~_umask())
         yield tmp
         _write_manifest(tmp, kind)
-        _swap(tmp, target, force, option, force_name)
+        with _sigint_ignored():  # two renames: do not stop between them
+            _swap(tmp, target, force, option, force_name)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(created)
+        with _sigint_ignored():
+            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_empty(created)
         raise
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    # Cleaning up after a first Ctrl-C must not be cut short by a second one.
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _remove_empty(directories: list[Path]) -> None:

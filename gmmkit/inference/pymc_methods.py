@@ -255,6 +255,43 @@ def _quiet_pymc(progress: bool):
             lg.setLevel(level)
 
 
+@contextlib.contextmanager
+def _interrupts_propagate():
+    """Make Ctrl-C during ``pm.sample``/``pm.sample_smc`` an interrupt, not a short run.
+
+    PyMC catches the first ``KeyboardInterrupt`` while sampling and returns the draws it
+    has (or, interrupted while tuning, fails with "Not enough samples to build a trace",
+    a ValueError that would read as bad input).  A SIGINT handler of our own records the
+    interrupt, so whatever PyMC returns or raises afterwards becomes ``KeyboardInterrupt``.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    interrupted = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        interrupted.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    except Exception:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
+
+
 def _graph(model, x, ordered: bool):
     """(graph, ordered transform used, model with concrete priors)."""
     if "mu" in model.parameter_dims:
@@ -558,7 +595,7 @@ def _fit_nuts(model, graph, seed, starts, progress, opts) -> dict:
     import pymc as pm
 
     chains = opts["chains"]
-    with graph:
+    with graph, _interrupts_propagate():
         idata = pm.sample(
             draws=opts["draws"], tune=opts["tune"], chains=chains, cores=1,
             random_seed=seed, progressbar=progress, initvals=starts,
@@ -596,7 +633,7 @@ def _fit_smc(model, graph, seed, progress, opts, used_ordered) -> dict:
 
     start = _sorted_prior_particles(model, opts["draws"], opts["chains"], seed) if (
         used_ordered) else None
-    with graph:
+    with graph, _interrupts_propagate():
         idata = pm.sample_smc(
             draws=opts["draws"], chains=opts["chains"], cores=1, random_seed=seed,
             progressbar=progress, compute_convergence_checks=False, start=start,
