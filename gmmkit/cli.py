@@ -332,8 +332,13 @@ def build_model(
     return GaussianMixture(n_components, reg_covar=reg_covar)
 
 
+#: fit.png draws a random sample of at most this many points.
+PLOT_MAX_POINTS = 20_000
+
+
 def write_fit_figures(result: Any, directory: Path) -> None:
-    """trace.png (ELBO, or log-likelihood for maximum-likelihood fits) and fit.png."""
+    """trace.png (ELBO, or log-likelihood for maximum-likelihood fits) and fit.png (a
+    sample of at most ``PLOT_MAX_POINTS`` points)."""
     import numpy as np
     from matplotlib.figure import Figure
 
@@ -351,7 +356,11 @@ def write_fit_figures(result: Any, directory: Path) -> None:
     ax.set_ylabel(label)
     ax.set_title(f"{result.method}: {label.split(' (')[0]} per iteration")
     fig.savefig(directory / "trace.png", dpi=110)
-    plot_fit(result.data, {result.method: result}).savefig(directory / "fit.png", dpi=110)
+    x = result.data
+    if len(x) > PLOT_MAX_POINTS:
+        # A million-point scatter takes matplotlib ~10 s and shows no more than a sample.
+        x = x[np.sort(np.random.default_rng(0).choice(len(x), PLOT_MAX_POINTS, replace=False))]
+    plot_fit(x, {result.method: result}).savefig(directory / "fit.png", dpi=110)
 
 
 def print_fit_summary(result: Any, names: list[str]) -> None:
