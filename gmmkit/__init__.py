@@ -4,10 +4,11 @@ Fit a model with :func:`fit`; every method returns the same immutable :class:`Fi
 """
 
 from gmmkit import datasets
+from gmmkit._io import load_data
 from gmmkit.api import fit
 from gmmkit.comparisons import Comparison, align, compare, plot_sweep, sweep
 from gmmkit.models import BayesianGMM, GaussianMixture, MixtureData, UnivariateGMM
-from gmmkit.result import Fit
+from gmmkit.result import Fit, load
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,8 @@ __all__ = [
     "compare",
     "datasets",
     "fit",
+    "load",
+    "load_data",
     "plot_sweep",
     "sweep",
 ]

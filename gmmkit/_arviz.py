@@ -74,7 +74,7 @@ def make_inference_data(
     posterior: Mapping[str, np.ndarray],
     dims: Mapping[str, Sequence[str]],
     observed: np.ndarray,
-    log_likelihood: np.ndarray,
+    log_likelihood: np.ndarray | None,
     fit_variables: Mapping[str, tuple[Sequence[str], Any]] | None = None,
     attrs: Mapping[str, Any] | None = None,
     sample_stats: Mapping[str, np.ndarray] | None = None,
@@ -89,8 +89,9 @@ def make_inference_data(
         Dimension names after ``(chain, draw)`` for every posterior variable.
     observed : ndarray, shape (N,) or (N, D)
         The data; stored as ``observed_data["x"]``.
-    log_likelihood : ndarray, shape (chain, draw, N)
-        log p(x_i | theta) per draw and point, so that ``az.loo`` works.
+    log_likelihood : ndarray, shape (chain, draw, N), or None
+        log p(x_i | theta) per draw and point, so that ``az.loo`` works; None leaves the
+        ``log_likelihood`` group out altogether.
     fit_variables : dict of str to (dims, value), optional
         Stored in the extra group ``"fit"`` (ELBO trace, variational parameters, ...);
         it survives a netCDF round trip.
@@ -116,21 +117,22 @@ def make_inference_data(
         idata = _az().from_dict(
             posterior={k: np.asarray(v) for k, v in posterior.items()},
             observed_data={"x": observed},
-            log_likelihood={"x": np.asarray(log_likelihood)},
+            log_likelihood=None if log_likelihood is None else {"x": np.asarray(log_likelihood)},
             sample_stats=dict(sample_stats) if sample_stats else None,
             dims={**all_dims},
             coords=coords,
             attrs=dict(attrs or {}),
         )
-        # from_dict applies the observation dims to log_likelihood["x"] only for the
-        # first axis; the pointwise log-likelihood is per row, so fix its dims here.
-        ll = xr.DataArray(
-            np.asarray(log_likelihood), dims=("chain", "draw", "observation")
-        ).assign_coords(
-            chain=idata.posterior.chain, draw=idata.posterior.draw,
-            observation=coords["observation"],
-        )
-        idata.log_likelihood = xr.Dataset({"x": ll}, attrs=dict(attrs or {}))
+        if log_likelihood is not None:
+            # from_dict applies the observation dims to log_likelihood["x"] only for the
+            # first axis; the pointwise log-likelihood is per row, so fix its dims here.
+            ll = xr.DataArray(
+                np.asarray(log_likelihood), dims=("chain", "draw", "observation")
+            ).assign_coords(
+                chain=idata.posterior.chain, draw=idata.posterior.draw,
+                observation=coords["observation"],
+            )
+            idata.log_likelihood = xr.Dataset({"x": ll}, attrs=dict(attrs or {}))
         # from_dict keeps its own provenance attrs on the posterior and drops ours; the
         # posterior group must say which method (and whether a point estimate) it holds.
         idata.posterior.attrs.update(dict(attrs or {}))

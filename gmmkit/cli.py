@@ -1,13 +1,15 @@
 """The ``gmmkit`` command line (click + rich).
 
 Exit codes: 0 on success; 2 on a usage error or bad input (one clear line, no traceback);
-1 on an unexpected failure. Every command writes into a temporary directory and renames it
-into place, so ``--out`` is never left half-written.
+1 on an unexpected failure; 130 when interrupted (Ctrl-C), with nothing saved.  Every
+command writes into a temporary directory and swaps it into place (``gmmkit.output``), so
+``--out`` is never left half-written and never replaces a directory gmmkit did not write.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -35,15 +37,22 @@ class BadInput(click.ClickException):
 
 
 def _handle_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """Turn ValueError (bad input) into exit 2, anything unexpected into exit 1."""
+    """Turn ValueError (bad input) into exit 2, Ctrl-C into exit 130 (one line, nothing
+    saved: output directories are only swapped into place once complete), anything
+    unexpected into exit 1."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             command(*args, **kwargs)
+        except KeyboardInterrupt:
+            # A second Ctrl-C while reporting the first must not print a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            click.echo("gmmkit: interrupted; nothing was saved", err=True)
+            sys.exit(130)
         except ValueError as err:
             raise BadInput(str(err)) from None
-        except (click.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+        except (click.ClickException, click.exceptions.Exit):
             raise
         except Exception as err:
             if os.environ.get("GMMKIT_DEBUG"):
@@ -101,8 +110,15 @@ Models:
   gmm         Likelihood-only GMM; methods em, kmeans.
 
 \b
-Writes to --out: responsibilities.csv, params.json, elbo_trace.csv, idata.nc,
-trace.png (the ELBO or log-likelihood trace) and fit.png (the data with the fit).
+Method options are refused where they do not apply: --tol and --max-iter (cavi, em,
+kmeans), --n-iter and --learning-rate (advi, fullrank_advi), --draws (advi,
+fullrank_advi, nuts, smc), --tune and --target-accept (nuts), --chains (nuts, smc).
+
+\b
+Writes to --out: responsibilities.npy (and .csv when N x K <= 1e6), data.npy,
+params.json, diagnostics.json, elbo_trace.csv, fit.pkl (gmmkit.load), idata.nc, trace.png
+(the ELBO or log-likelihood trace), fit.png and .gmmkit-output.json. --force replaces
+only a directory gmmkit wrote. Ctrl-C exits with code 130 and saves nothing.
 """
 
 
@@ -144,13 +160,81 @@ RUN_OPTIONS = [
                  help="Tuning steps (nuts)."),
     click.option("--chains", type=click.IntRange(min=1), default=None,
                  help="Chains (nuts, smc)."),
+    click.option("--n-iter", type=click.IntRange(min=1), default=None,
+                 help="Optimisation steps (advi, fullrank_advi) [default: 20000]."),
+    click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Adam learning rate (advi, fullrank_advi) [default: 0.01]."),
+    click.option("--target-accept", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 default=None, help="Target acceptance rate (nuts) [default: 0.9]."),
 ]
 DATA_OPTIONS = [
     click.option("--columns", type=str, default=None,
-                 help="Comma-separated columns to use, by header name (or 0-based index)."),
+                 help="Comma-separated feature columns, by header name or 0-based index; "
+                      "only these are read [default: every numeric column]."),
+    click.option("--labels", type=str, default=None,
+                 help="Column of true labels (any text), by name or 0-based index; never a "
+                      "feature (compare: truth columns)."),
+    click.option("--dropna", is_flag=True,
+                 help="Drop rows with missing values instead of refusing them."),
     click.option("--standardize", is_flag=True,
                  help="Centre each column and scale it to unit standard deviation."),
 ]
+
+#: The methods each method-specific option applies to; any other method refuses it.
+#: (cli parameter name -> methods.)  tol/max_iter are the closed-form loops' stopping
+#: rule, n_init their and ADVI's restarts, init where they, ADVI and NUTS start.
+_METHOD_OPTIONS = {
+    "n_init": ("cavi", "em", "kmeans", "advi", "fullrank_advi"),
+    "init": ("cavi", "em", "kmeans", "advi", "fullrank_advi", "nuts"),
+    "tol": ("cavi", "em", "kmeans"),
+    "max_iter": ("cavi", "em", "kmeans"),
+    "draws": ("advi", "fullrank_advi", "nuts", "smc"),
+    "tune": ("nuts",),
+    "chains": ("nuts", "smc"),
+    "n_iter": ("advi", "fullrank_advi"),
+    "learning_rate": ("advi", "fullrank_advi"),
+    "target_accept": ("nuts",),
+}
+#: Options passed to ``gmmkit.fit`` as method options (only when given).
+_PYMC_OPTIONS = ("draws", "tune", "chains", "n_iter", "learning_rate", "target_accept")
+
+
+def _given(name: str) -> bool:
+    """Whether option ``name`` was given by the user (not its default)."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _check_options_apply(methods: list[str], values: dict[str, Any]) -> None:
+    """Refuse a method-specific option given by the user that applies to none of
+    ``methods`` (rather than silently ignoring it)."""
+    for name, value in values.items():
+        allowed = _METHOD_OPTIONS[name]
+        if _given(name) and value is not None and not any(m in allowed for m in methods):
+            flag = "--" + name.replace("_", "-")
+            subject = (f"--method {methods[0]}" if len(methods) == 1
+                       else f"--methods {','.join(methods)}")
+            raise ValueError(
+                f"{flag} does not apply to {subject}; it applies to {', '.join(allowed)}"
+            )
+
+
+def _read(data: str, columns: str | None, labels: str | None, dropna: bool,
+          standardize: bool) -> Any:
+    """Read DATA and say on stderr which columns are used (and what was left out)."""
+    from gmmkit._io import read_data
+
+    table = read_data(data, columns=_split_list(columns), standardize=standardize,
+                      dropna=dropna, labels=labels)
+    for note in table.notes:
+        click.echo(f"gmmkit: note: {note}", err=True)
+    used = f"gmmkit: using column(s) {', '.join(table.names)} of {data} ({len(table.X)} rows"
+    if labels is not None:
+        used += f"; labels from {labels!r}"
+    click.echo(used + ")", err=True)
+    return table
 
 
 def _options(*groups: list[Callable[..., Any]]) -> Callable[..., Any]:
@@ -181,33 +265,39 @@ def fit(
     data: str, model_name: str, components: int, method: str | None, alpha0: float | None,
     beta0: float, nu0: float | None, prior_sd: float | None, obs_sd: float,
     reg_covar: float, seed: int, n_init: int, init: str, tol: float, max_iter: int,
-    draws: int | None, tune: int | None, chains: int | None, columns: str | None,
-    standardize: bool, out: str | None, force: bool, quiet: bool,
+    draws: int | None, tune: int | None, chains: int | None, n_iter: int | None,
+    learning_rate: float | None, target_accept: float | None, columns: str | None,
+    labels: str | None, dropna: bool, standardize: bool, out: str | None, force: bool,
+    quiet: bool,
 ) -> None:
     """Fit a mixture to DATA and write the fit, its trace and plots to --out."""
     import gmmkit
-    from gmmkit._io import atomic_directory, check_output_directory, load_data
+    from gmmkit.output import atomic_directory, check_output_directory
 
     method = method or DEFAULT_METHOD[model_name]
+    values = {"n_init": n_init, "init": init, "tol": tol, "max_iter": max_iter,
+              "draws": draws, "tune": tune, "chains": chains, "n_iter": n_iter,
+              "learning_rate": learning_rate, "target_accept": target_accept}
+    _check_options_apply([method], values)
     out_dir = Path(out or f"gmmkit-fit-{method}")
     # Refuse a bad --out before any fitting, so a long run is not wasted.
-    check_output_directory(out_dir, force)
-    X, names = load_data(data, columns=_split_list(columns), standardize=standardize)
+    check_output_directory(out_dir, force, inputs=[data])
+    table = _read(data, columns, labels, dropna, standardize)
+    X, names = table.X, table.names
     model = build_model(
         model_name, components, X, alpha0=alpha0, beta0=beta0, nu0=nu0, prior_sd=prior_sd,
         obs_sd=obs_sd, reg_covar=reg_covar,
     )
     x = X[:, 0] if model_name == "univariate" and X.shape[1] == 1 else X
-    options = {
-        name: value for name, value in (("draws", draws), ("tune", tune), ("chains", chains))
-        if value is not None
-    }
+    options = {name: values[name] for name in _PYMC_OPTIONS if values[name] is not None}
+    if not quiet:
+        click.echo(f"gmmkit: fitting {method} ...", err=True)
     result = gmmkit.fit(
         model, x, method, seed=seed, n_init=n_init, init=init, tol=tol, max_iter=max_iter,
         progress=_show_progress(quiet), **options,
     )
-    with atomic_directory(out_dir, force=force) as tmp:
-        result.save(tmp)
+    with atomic_directory(out_dir, force, kind="fit", inputs=[data]) as tmp:
+        result.write_files(tmp)
         write_fit_figures(result, tmp)
     if not quiet:
         print_fit_summary(result, names)
@@ -242,8 +332,13 @@ def build_model(
     return GaussianMixture(n_components, reg_covar=reg_covar)
 
 
+#: fit.png draws a random sample of at most this many points.
+PLOT_MAX_POINTS = 20_000
+
+
 def write_fit_figures(result: Any, directory: Path) -> None:
-    """trace.png (ELBO, or log-likelihood for maximum-likelihood fits) and fit.png."""
+    """trace.png (ELBO, or log-likelihood for maximum-likelihood fits) and fit.png (a
+    sample of at most ``PLOT_MAX_POINTS`` points)."""
     import numpy as np
     from matplotlib.figure import Figure
 
@@ -261,7 +356,11 @@ def write_fit_figures(result: Any, directory: Path) -> None:
     ax.set_ylabel(label)
     ax.set_title(f"{result.method}: {label.split(' (')[0]} per iteration")
     fig.savefig(directory / "trace.png", dpi=110)
-    plot_fit(result.data, {result.method: result}).savefig(directory / "fit.png", dpi=110)
+    x = result.data
+    if len(x) > PLOT_MAX_POINTS:
+        # A million-point scatter takes matplotlib ~10 s and shows no more than a sample.
+        x = x[np.sort(np.random.default_rng(0).choice(len(x), PLOT_MAX_POINTS, replace=False))]
+    plot_fit(x, {result.method: result}).savefig(directory / "fit.png", dpi=110)
 
 
 def print_fit_summary(result: Any, names: list[str]) -> None:
@@ -322,8 +421,10 @@ PSIS k-hat of the variational fits, agreement with the reference (mean shift in
 reference sd, sd ratio, 2-Wasserstein distance of the means, ARI) and wall time.
 
 \b
---draws applies to advi, fullrank_advi, nuts and smc; --tune to nuts; --chains to nuts
-and smc; the other methods ignore them.
+--draws applies to advi, fullrank_advi, nuts and smc; --tune and --target-accept to
+nuts; --chains to nuts and smc; --n-iter and --learning-rate to advi and fullrank_advi;
+--tol and --max-iter to cavi, em and kmeans. Each goes to the methods it applies to; one
+that applies to none of --methods is refused. --labels COL adds truth columns.
 
 \b
 Writes to --out: table.csv, summary.csv (ArviZ summary of every aligned fit),
@@ -331,20 +432,27 @@ report.md (the table and a plain-language reading), elbo.png, fit.png, forest.pn
 khat.png, trace_METHOD.png and fits/METHOD.nc (the aligned InferenceData).
 """
 
-#: Which PyMC options each method accepts.
-_SAMPLER_OPTIONS = {
-    "draws": ("advi", "fullrank_advi", "nuts", "smc"),
-    "tune": ("nuts",),
-    "chains": ("nuts", "smc"),
-}
-
-
-def _method_options(method: str, **values: int | None) -> dict[str, int]:
-    """The --draws/--tune/--chains values that apply to ``method``."""
+def _method_options(method: str, **values: Any) -> dict[str, Any]:
+    """The PyMC option values (--draws, --tune, ...) that apply to ``method``."""
     return {
         name: value for name, value in values.items()
-        if value is not None and method in _SAMPLER_OPTIONS[name]
+        if value is not None and method in _METHOD_OPTIONS[name]
     }
+
+
+def _truth_from_labels(X: Any, labels: Any) -> dict[str, Any]:
+    """The truth the labels imply: per-label means, weights, covariances, labels."""
+    import numpy as np
+
+    names, codes = np.unique(labels, return_inverse=True)
+    groups = [X[codes == k] for k in range(names.size)]
+    d = X.shape[1]
+    covariances = np.stack([
+        np.cov(g, rowvar=False).reshape(d, d) if len(g) > 1 else np.eye(d) for g in groups
+    ])
+    return {"means": np.stack([g.mean(axis=0) for g in groups]),
+            "weights": np.array([len(g) for g in groups]) / len(X),
+            "covariances": covariances, "labels": codes}
 
 
 def _parse_methods(value: str | None, option: str = "--methods") -> list[str]:
@@ -395,9 +503,9 @@ def _check_methods_apply(methods: list[str], allowed: tuple[str, ...], model: st
               show_default=True,
               help="Agreement columns over the reference's components with at least this "
                    "weight (leave out components a Bayesian fit switched off).")
-@click.option("--log-likelihood/--no-log-likelihood", default=True, show_default=True,
+@click.option("--log-likelihood/--no-log-likelihood", default=None,
               help="Store the pointwise log-likelihood in fits/METHOD.nc (draws x N floats "
-                   "per fit).")
+                   "per fit) [default: when draws x N <= 2e7].")
 @click.option("--out", type=click.Path(), default=None,
               help="Output directory [default: gmmkit-compare].")
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
@@ -408,23 +516,30 @@ def compare(
     alpha0: float | None, beta0: float, nu0: float | None, prior_sd: float | None,
     obs_sd: float, reg_covar: float, seed: int, n_init: int, init: str, tol: float,
     max_iter: int, draws: int | None, tune: int | None, chains: int | None,
-    columns: str | None, standardize: bool, psis_draws: int, min_weight: float,
-    log_likelihood: bool,
+    n_iter: int | None, learning_rate: float | None, target_accept: float | None,
+    columns: str | None, labels: str | None, dropna: bool, standardize: bool,
+    psis_draws: int, min_weight: float,
+    log_likelihood: bool | None,
     out: str | None, force: bool, quiet: bool,
 ) -> None:
     """Fit DATA with several methods and compare them against a reference fit."""
     import gmmkit
-    from gmmkit._io import check_output_directory, load_data
+    from gmmkit.output import check_output_directory
 
     out_dir = Path(out or "gmmkit-compare")
-    check_output_directory(out_dir, force)
+    check_output_directory(out_dir, force, inputs=[data])
     default = "em,kmeans" if model_name == "gmm" else "cavi,advi,nuts"
     method_list = _parse_methods(methods if methods is not None else default)
     if reference is not None and reference not in method_list:
         raise ValueError(
             f"--reference {reference!r} is not among --methods ({', '.join(method_list)})"
         )
-    X, _names = load_data(data, columns=_split_list(columns), standardize=standardize)
+    values = {"n_init": n_init, "init": init, "tol": tol, "max_iter": max_iter,
+              "draws": draws, "tune": tune, "chains": chains, "n_iter": n_iter,
+              "learning_rate": learning_rate, "target_accept": target_accept}
+    _check_options_apply(method_list, values)
+    table = _read(data, columns, labels, dropna, standardize)
+    X = table.X
     model = build_model(
         model_name, components, X, alpha0=alpha0, beta0=beta0, nu0=nu0, prior_sd=prior_sd,
         obs_sd=obs_sd, reg_covar=reg_covar,
@@ -443,10 +558,11 @@ def compare(
         fits[method] = gmmkit.fit(
             model, x, method, seed=seed, n_init=n_init, init=init, tol=tol,
             max_iter=max_iter, progress=progress,
-            **_method_options(method, draws=draws, tune=tune, chains=chains),
+            **_method_options(method, **{n: values[n] for n in _PYMC_OPTIONS}),
         )
+    truth = None if table.labels is None else _truth_from_labels(X, table.labels)
     comparison = gmmkit.compare(fits, reference=reference, psis_draws=psis_draws, seed=seed,
-                                min_weight=min_weight)
+                                min_weight=min_weight, truth=truth)
     comparison.save(out_dir, force=force, log_likelihood=log_likelihood)
     if not quiet:
         print_comparison(comparison, title=f"{type(model).__name__}, K = {components}")
@@ -618,9 +734,9 @@ def sweep(
 ) -> None:
     """Fit methods on simulated data over a grid of N, K and separation."""
     import gmmkit
-    from gmmkit._io import atomic_directory, check_output_directory
     from gmmkit.api import methods_for
     from gmmkit.models.univariate import UnivariateGMM
+    from gmmkit.output import atomic_directory, check_output_directory
 
     out_dir = Path(out or "gmmkit-sweep")
     check_output_directory(out_dir, force)
@@ -639,7 +755,7 @@ def sweep(
         model=model_name, obs_sd=obs_sd, prior_sd=prior_sd, n_init=n_init,
         evidence=evidence, psis_draws=psis_draws, fit_options=fit_options,
     )
-    with atomic_directory(out_dir, force=force) as tmp:
+    with atomic_directory(out_dir, force, kind="sweep") as tmp:
         table.to_csv(tmp / "sweep.csv", index=False)
         gmmkit.plot_sweep(table).savefig(tmp / "sweep.png", dpi=110)
     if not quiet:

@@ -30,11 +30,11 @@ from rich.console import Console
 from rich.table import Table
 
 from gmmkit import datasets
-from gmmkit._io import atomic_directory, check_output_directory
 from gmmkit.api import fit
 from gmmkit.comparisons.compare import Comparison, compare
 from gmmkit.models.mixture import GaussianMixture
 from gmmkit.models.univariate import UnivariateGMM
+from gmmkit.output import atomic_directory, check_output_directory
 from gmmkit.result import Fit
 
 __all__ = ["FULL", "QUICK", "DemoResult", "DemoSettings", "run_demo"]
@@ -361,7 +361,7 @@ def _run(
     fitted = {**steps.timings, "total before writing": time.perf_counter() - start}
 
     def write() -> None:
-        with atomic_directory(out, force=force) as tmp:
+        with atomic_directory(out, force=force, kind="demo") as tmp:
             blei.save(tmp / "blei", dpi=settings.dpi, log_likelihood=False)
             if faithful_cmp is not None:
                 _save_faithful(faithful_cmp, faithful_fits, tmp / "faithful", settings)

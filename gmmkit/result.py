@@ -11,9 +11,9 @@ draws), so ``Fit`` itself has no per-method branches.
 
 from __future__ import annotations
 
-import json
+import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -21,11 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from gmmkit import _arviz
+from gmmkit import _arviz, output
+from gmmkit._validation import check_int
 from gmmkit.models.protocol import Model
 from gmmkit.posterior import Posterior
 
-__all__ = ["Fit", "Posterior"]
+__all__ = ["CSV_MAX_CELLS", "LOG_LIKELIHOOD_MAX_FLOATS", "Fit", "Posterior", "load"]
+
+#: ``to_inference_data(log_likelihood=None)`` includes the pointwise log-likelihood only
+#: up to this many floats (draws x N); 2e7 float64 are 160 MB in memory and on disk.
+LOG_LIKELIHOOD_MAX_FLOATS = 20_000_000
+#: ``Fit.save`` writes ``responsibilities.csv`` (besides the ``.npy``) up to N x K cells.
+CSV_MAX_CELLS = 1_000_000
+#: The pickle of the fit's remaining fields in a saved fit's directory.
+PICKLE_FILE = "fit.pkl"
 
 
 def _readonly(value: Any) -> Any:
@@ -122,6 +131,20 @@ class Fit:
             object.__setattr__(self, name, _readonly(getattr(self, name)))
         object.__setattr__(self, "diagnostics", MappingProxyType(dict(self.diagnostics)))
 
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        # The diagnostics mapping proxy does not pickle, and cached InferenceData
+        # (``idata``) is derived: store plain fields only.
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["diagnostics"] = dict(self.diagnostics)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        # Unpickled arrays come back writable: make them read-only again.
+        self.__post_init__()
+
     def __repr__(self) -> str:
         return (
             f"Fit(method={self.method!r}, model={self.model!r}, n={self.data.shape[0]}, "
@@ -194,39 +217,55 @@ class Fit:
         return out
 
     def to_inference_data(
-        self, draws: int = 1000, seed: int | None = None, *, log_likelihood: bool = True
+        self, draws: int = 1000, seed: int | None = None, *, log_likelihood: bool | None = None
     ):
         """Draws from the fitted posterior as an ``arviz.InferenceData``.
 
         Parameters
         ----------
         draws : int
-            Number of draws from q (ignored for point estimates and sampler output).
+            Number of draws from q, >= 1 (ignored for point estimates and sampler output).
         seed : int, optional
             Seed for the draws; defaults to the fit's own seed.
-        log_likelihood : bool
-            Include the pointwise log-likelihood, shape (chain, draw, N); turn off for
-            very large N, where it would need draws * N floats.
+        log_likelihood : bool, optional
+            Include the pointwise log-likelihood group, shape (chain, draw, N), which
+            ``az.loo`` needs.  None (default) includes it only when it holds at most
+            :data:`LOG_LIKELIHOOD_MAX_FLOATS` floats (draws x N; 2e7 floats, 160 MB);
+            True always includes it, False never.  When it is left out there is *no*
+            ``log_likelihood`` group (a zero-filled one would give a wrong LOO of 0), and
+            the attribute ``log_likelihood_omitted`` of the posterior group says why.
 
         Returns
         -------
         arviz.InferenceData
-            Groups ``posterior``, ``observed_data``, ``log_likelihood`` and ``fit``
-            (ELBO trace and variational parameters).
+            Groups ``posterior``, ``observed_data``, ``log_likelihood`` (see above) and
+            ``fit`` (ELBO trace and variational parameters).
         """
+        draws = check_int("draws", draws, 1)
+        if log_likelihood not in (None, True, False):
+            raise ValueError(
+                f"log_likelihood must be None, True or False, got {log_likelihood!r}"
+            )
         rng = np.random.default_rng(self.seed if seed is None else seed)
         posterior = self.posterior.draw(draws, rng)
-        if log_likelihood:
-            loglik = self.model.pointwise_log_likelihood(self.data, posterior)
-        else:
-            chain, draw = next(iter(posterior.values())).shape[:2]
-            loglik = np.zeros((chain, draw, self.data.shape[0]))
+        chain, draw = next(iter(posterior.values())).shape[:2]
+        n_floats = chain * draw * self.data.shape[0]
         attrs = {
             "gmmkit_method": self.method,
             "gmmkit_model": repr(self.model),
             "point_estimate": int(self.posterior.kind.is_point_estimate),
             "posterior_kind": self.posterior.kind.name,
         }
+        loglik = None
+        if log_likelihood is False:
+            attrs["log_likelihood_omitted"] = "log_likelihood=False"
+        elif log_likelihood is None and n_floats > LOG_LIKELIHOOD_MAX_FLOATS:
+            attrs["log_likelihood_omitted"] = (
+                f"draws x N = {n_floats} floats exceeds {LOG_LIKELIHOOD_MAX_FLOATS:.0e}; pass "
+                "log_likelihood=True to include it"
+            )
+        else:
+            loglik = self.model.pointwise_log_likelihood(self.data, posterior)
         return _arviz.make_inference_data(
             posterior=posterior,
             dims=self.model.parameter_dims,
@@ -264,21 +303,53 @@ class Fit:
             }
         )
 
-    def save(self, directory: str | Path, *, draws: int = 1000) -> Path:
-        """Write the fit to ``directory`` (created if needed).
+    def save(
+        self, directory: str | Path, *, replace: bool = False, draws: int = 1000,
+        log_likelihood: bool | None = None,
+    ) -> Path:
+        """Write the fit to a new ``directory``, atomically: all files or none.
 
-        Files: ``responsibilities.csv`` (N rows, K columns), ``params.json``,
-        ``elbo_trace.csv`` (iteration, elbo and, for EM, log-likelihood and KL) and
-        ``idata.nc`` (the InferenceData of :meth:`to_inference_data`).
+        Files: ``responsibilities.npy`` (N x K at full precision) and, when N x K is at
+        most :data:`CSV_MAX_CELLS`, ``responsibilities.csv`` too; ``data.npy``;
+        ``params.json``; ``diagnostics.json``; ``elbo_trace.csv`` (iteration, elbo and,
+        for EM, log-likelihood and KL); ``fit.pkl`` (everything else, for :func:`load`);
+        ``idata.nc`` (:meth:`to_inference_data` with ``draws`` and ``log_likelihood``);
+        and the manifest ``.gmmkit-output.json``.
+
+        Parameters
+        ----------
+        directory : str or Path
+            Created (with missing parents); an existing non-empty directory is refused
+            unless ``replace`` and it is a gmmkit output (carries gmmkit's manifest).
+        replace : bool
+            Replace an existing gmmkit output directory.
+        draws, log_likelihood
+            Passed to :meth:`to_inference_data` for ``idata.nc``.
+
+        Returns
+        -------
+        Path
+            ``directory``.
         """
+        with output.atomic_directory(directory, replace, kind="fit", option="directory",
+                                     force_name="replace=True") as tmp:
+            self.write_files(tmp, draws=draws, log_likelihood=log_likelihood)
+        return Path(directory)
+
+    def write_files(
+        self, directory: Path, *, draws: int = 1000, log_likelihood: bool | None = None
+    ) -> None:
+        """Write the files of :meth:`save` into the existing (temporary) ``directory``."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        header = ",".join(f"component_{k}" for k in range(self.n_components))
-        np.savetxt(
-            directory / "responsibilities.csv", self.responsibilities, delimiter=",",
-            header=header, comments="", fmt="%.10g",
-        )
-        (directory / "params.json").write_text(json.dumps(self.summary_dict(), indent=2))
+        output.write_array(directory / "responsibilities.npy", self.responsibilities)
+        if self.responsibilities.size <= CSV_MAX_CELLS:
+            output.write_csv(
+                directory / "responsibilities.csv",
+                [f"component_{k}" for k in range(self.n_components)], self.responsibilities,
+            )
+        output.write_array(directory / "data.npy", self.data)
+        output.write_json(directory / "params.json", self.summary_dict())
+        output.write_json(directory / "diagnostics.json", _jsonable(dict(self.diagnostics)))
         columns = {"iteration": np.arange(len(self.elbo_trace)), "elbo": self.elbo_trace}
         if len(self.time_trace) == len(self.elbo_trace):
             columns["time_s"] = self.time_trace
@@ -286,9 +357,45 @@ class Fit:
             columns["log_likelihood"] = self.log_likelihood_trace
         if self.kl_trace is not None:
             columns["kl"] = self.kl_trace
-        np.savetxt(
-            directory / "elbo_trace.csv", np.column_stack(list(columns.values())),
-            delimiter=",", header=",".join(columns), comments="", fmt="%.17g",
+        output.write_csv(directory / "elbo_trace.csv", list(columns),
+                         np.column_stack(list(columns.values())))
+        # The arrays are in .npy files already: the pickle holds the rest only.
+        state = self.__getstate__()
+        state["data"] = state["responsibilities"] = None
+        with open(directory / PICKLE_FILE, "wb") as fh:
+            pickle.dump({"format": 1, "state": state}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        _arviz.to_netcdf(
+            self.to_inference_data(draws=draws, log_likelihood=log_likelihood),
+            directory / "idata.nc",
         )
-        _arviz.to_netcdf(self.to_inference_data(draws=draws), directory / "idata.nc")
-        return directory
+
+
+def load(directory: str | Path) -> Fit:
+    """The :class:`Fit` written by :meth:`Fit.save` to ``directory``.
+
+    Every field is restored exactly (arrays at full precision, the posterior object
+    included).  ``fit.pkl`` is a pickle: load only directories you trust.  An ADVI fit
+    loses its PyMC graph, so PSIS diagnostics need a refit.
+
+    Raises
+    ------
+    ValueError
+        When ``directory`` is not a directory written by :meth:`Fit.save`.
+    """
+    directory = Path(directory)
+    manifest = output.read_manifest(directory)
+    if manifest is None or manifest.get("kind") != "fit" or not (
+        directory / PICKLE_FILE
+    ).is_file():
+        raise ValueError(
+            f"directory {directory} is not a saved gmmkit fit (expected {output.MANIFEST} "
+            f"of kind 'fit' and {PICKLE_FILE}, as written by Fit.save)"
+        )
+    with open(directory / PICKLE_FILE, "rb") as fh:
+        saved = pickle.load(fh)
+    state = dict(saved["state"])
+    state["data"] = np.load(directory / "data.npy", allow_pickle=False)
+    state["responsibilities"] = np.load(directory / "responsibilities.npy", allow_pickle=False)
+    fit = Fit.__new__(Fit)
+    fit.__setstate__(state)
+    return fit

@@ -208,13 +208,17 @@ def test_bad_input_subprocess_one_line(tmp_path):
 
 
 def test_force_replaces_directory(files):
+    """--force replaces a directory gmmkit wrote, never one of the user's."""
     busy = files / "busy"
-    result = CliRunner().invoke(
-        cli, ["fit", str(files / "good.csv"), "--model", "gmm", "-k", "1", "--out", str(busy),
-              "--force", "--quiet"],
-    )
-    assert result.exit_code == 0, result.output
-    assert not (busy / "keep.txt").exists() and (busy / "params.json").is_file()
+    args = ["fit", str(files / "good.csv"), "--model", "gmm", "-k", "1", "--force", "--quiet"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(busy)])
+    assert result.exit_code == 2 and "not written by gmmkit" in result.output
+    assert (busy / "keep.txt").read_text() == "user data"
+    out = files / "fitted"
+    for _ in range(2):
+        result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    assert (out / "params.json").is_file() and (out / ".gmmkit-output.json").is_file()
 
 
 @pytest.mark.parametrize("command", [[], ["fit"], ["demo"], ["compare"], ["sweep"]],

@@ -60,7 +60,7 @@ def test_demo_quick_blei(tmp_path):
     out = tmp_path / "demo"
     result = run_demo(out, quick=True, faithful=False, console=console)
     assert result.out == out and result.faithful is None
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "blei"]
+    assert sorted(p.name for p in out.iterdir()) == [".gmmkit-output.json", "README.md", "blei"]
     # Nothing left behind beside the output directory (atomic write).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
     check_blei(result, buffer.getvalue())

@@ -22,7 +22,6 @@ from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score
 
 from gmmkit import _arviz
-from gmmkit._io import atomic_directory
 from gmmkit._validation import check_choice, check_int
 from gmmkit.comparisons import plots
 from gmmkit.comparisons.align import (
@@ -38,6 +37,7 @@ from gmmkit.comparisons.diagnostics import (
 )
 from gmmkit.comparisons.evidence import EvidenceEstimate, choose_evidence, evidence_estimates
 from gmmkit.inference.methods import METHODS
+from gmmkit.output import atomic_directory
 from gmmkit.result import Fit
 
 __all__ = [
@@ -648,17 +648,20 @@ class Comparison:
 
     def save(
         self, directory: str | Path, *, force: bool = False, dpi: int = 100,
-        log_likelihood: bool = True,
+        log_likelihood: bool | None = None,
     ) -> Path:
         """Write ``table.csv``, ``summary.csv``, ``report.md``, every figure as PNG and
         every aligned fit as ``fits/<name>.nc``; returns the directory.
 
-        The directory is written atomically (a temporary directory renamed at the end);
-        an existing non-empty directory is refused unless ``force``.  With
+        The directory is written atomically (a temporary directory swapped into place,
+        see :mod:`gmmkit.output`); an existing non-empty directory is refused unless
+        ``force`` and it is a gmmkit output (it carries gmmkit's manifest).  With
         ``log_likelihood=False`` the netCDF files omit the pointwise log-likelihood
-        (draws x N floats per fit), which is most of their size and writing time.
+        (draws x N floats per fit), which is most of their size and writing time; None
+        (default) includes it where it is small (see ``Fit.to_inference_data``).
         """
-        with atomic_directory(directory, force=force) as tmp:
+        with atomic_directory(directory, force=force, kind="comparison",
+                              option="directory", force_name="force=True") as tmp:
             self.table.to_csv(tmp / "table.csv")
             self.summary().to_csv(tmp / "summary.csv")
             files = []
@@ -668,8 +671,9 @@ class Comparison:
             (tmp / "fits").mkdir()
             for name, fit in self.aligned.items():
                 idata = (
-                    fit.to_inference_data(draws=self.n_draws, seed=self.seed)
-                    if log_likelihood else self._idatas[name]
+                    self._idatas[name] if log_likelihood is False else
+                    fit.to_inference_data(draws=self.n_draws, seed=self.seed,
+                                          log_likelihood=log_likelihood)
                 )
                 _arviz.to_netcdf(idata, tmp / "fits" / f"{name}.nc")
             (tmp / "report.md").write_text(self.to_markdown(files))

@@ -163,6 +163,11 @@ class VariationalQ:
         self.ordering = approx.ordering
         self.logp_fn = logp_fn
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The PyMC graph and its compiled log density do not pickle (and are caches of
+        # this process); a pickled q keeps its mean, Cholesky factor and data only.
+        return {**self.__dict__, "graph": None, "logp_fn": None}
+
     def sample_flat(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Draws (n, d) from q and log q at them."""
         d = self.mean.size
@@ -173,6 +178,9 @@ class VariationalQ:
         return flat, log_q
 
     def log_weights(self, n: int, rng: np.random.Generator, x=None) -> np.ndarray:
+        if self.graph is None:
+            raise ValueError("this ADVI fit was unpickled (or loaded from disk) without its "
+                             "PyMC graph; refit it to get importance weights")
         x = self.data if x is None else np.asarray(x, dtype=float)
         shared = self.graph["x"]
         if x.shape != self.data.shape:
@@ -245,6 +253,43 @@ def _quiet_pymc(progress: bool):
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _interrupts_propagate():
+    """Make Ctrl-C during ``pm.sample``/``pm.sample_smc`` an interrupt, not a short run.
+
+    PyMC catches the first ``KeyboardInterrupt`` while sampling and returns the draws it
+    has (or, interrupted while tuning, fails with "Not enough samples to build a trace",
+    a ValueError that would read as bad input).  A SIGINT handler of our own records the
+    interrupt, so whatever PyMC returns or raises afterwards becomes ``KeyboardInterrupt``.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    interrupted = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        interrupted.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    except Exception:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def _graph(model, x, ordered: bool):
@@ -576,7 +621,7 @@ def _fit_nuts(model, graph, seed, starts, progress, opts) -> dict:
     import pymc as pm
 
     chains = opts["chains"]
-    with graph:
+    with graph, _interrupts_propagate():
         idata = pm.sample(
             draws=opts["draws"], tune=opts["tune"], chains=chains, cores=1,
             random_seed=seed, progressbar=progress, initvals=starts,
@@ -614,7 +659,7 @@ def _fit_smc(model, graph, seed, progress, opts, used_ordered) -> dict:
 
     start = _sorted_prior_particles(model, opts["draws"], opts["chains"], seed) if (
         used_ordered) else None
-    with graph:
+    with graph, _interrupts_propagate():
         idata = pm.sample_smc(
             draws=opts["draws"], chains=opts["chains"], cores=1, random_seed=seed,
             progressbar=progress, compute_convergence_checks=False, start=start,
