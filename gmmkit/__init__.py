@@ -1,20 +1,24 @@
 """gmmkit: Bayesian Gaussian mixture models, one model declaration, many inference methods.
 
 Fit a model with :func:`fit`; every method returns the same immutable :class:`Fit`.
+This module is the public facade: it may import from every layer, and nothing inside
+the package imports it (see ARCHITECTURE.md).
 """
 
 from gmmkit import datasets
-from gmmkit._io import load_data
+from gmmkit._version import __version__
 from gmmkit.api import fit
-from gmmkit.comparisons import Comparison, align, compare, plot_sweep, sweep
+from gmmkit.comparisons import Comparison, align
+from gmmkit.experiments.sweep import sweep
 from gmmkit.models import BayesianGMM, GaussianMixture, MixtureData, UnivariateGMM
+from gmmkit.reading import load_data
+from gmmkit.report import ComparisonReport, compare, plot_sweep
 from gmmkit.result import Fit, load
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BayesianGMM",
     "Comparison",
+    "ComparisonReport",
     "Fit",
     "GaussianMixture",
     "MixtureData",

@@ -81,7 +81,7 @@ def is_gmmkit_output(directory: str | Path) -> bool:
 
 
 def _write_manifest(directory: Path, kind: str) -> None:
-    from gmmkit import __version__  # at call time: gmmkit/__init__ imports this module
+    from gmmkit._version import __version__
 
     files = sorted(
         p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()

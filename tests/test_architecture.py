@@ -35,6 +35,7 @@ LAYERS = [
     ("gmmkit._arviz", 0),
     ("gmmkit._validation", 0),
     ("gmmkit.posterior", 0),
+    ("gmmkit._version", 0),
     ("gmmkit.output", 0),
     ("gmmkit.reading", 0),
 ]

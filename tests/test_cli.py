@@ -299,7 +299,7 @@ def test_sweep_tiny(tmp_path):
     assert result.exit_code == 0, result.output
     import pandas as pd
 
-    from gmmkit.comparisons.sweep import SWEEP_COLUMNS
+    from gmmkit.experiments.sweep import SWEEP_COLUMNS
 
     table = pd.read_csv(out / "sweep.csv")
     assert list(table.columns) == list(SWEEP_COLUMNS)
@@ -320,7 +320,7 @@ def test_sweep_routes_sampler_options(tmp_path, monkeypatch):
 
     def fake_sweep(methods, **kwargs):
         seen.update(kwargs, methods=methods)
-        from gmmkit.comparisons.sweep import sweep
+        from gmmkit.experiments.sweep import sweep
 
         return sweep(["cavi"], n=20, k=2, separation=3.0, evidence=False)
 

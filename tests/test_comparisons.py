@@ -10,8 +10,8 @@ import pytest
 from scipy.special import logsumexp
 
 import gmmkit
-from gmmkit import UnivariateGMM
-from gmmkit.comparisons import align, compare, plot_sweep, psis_diagnostics, sweep
+from gmmkit import UnivariateGMM, compare, plot_sweep, sweep
+from gmmkit.comparisons import align, psis_diagnostics
 from gmmkit.comparisons.align import relabel_permutations
 from gmmkit.comparisons.compare import TABLE_COLUMNS, TRUTH_COLUMNS, wasserstein_gaussian
 from gmmkit.inference.cavi import GaussianMeansPosterior

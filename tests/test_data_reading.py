@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from gmmkit import load_data
-from gmmkit._io import read_data
 from gmmkit.cli import cli
+from gmmkit.reading import read_data
 
 IRIS_LIKE = """sepal_length,sepal_width,species
 5.1,3.5,setosa

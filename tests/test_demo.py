@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from gmmkit.demo import FULL, QUICK, DemoResult, run_demo
+from gmmkit.experiments.demo import FULL, QUICK, DemoResult, run_demo
 
 BLEI_METHODS = ["cavi", "advi", "fullrank_advi", "nuts", "smc"]
 

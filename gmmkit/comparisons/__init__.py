@@ -1,20 +1,24 @@
-"""Comparing fits: alignment, ELBO/evidence tables, agreement metrics, plots, sweeps."""
+"""Comparing fits: alignment, PSIS, the evidence policy, agreement tables and verdicts.
+
+Everything here computes; figures, console tables and files are in :mod:`gmmkit.report`.
+"""
 
 from gmmkit.comparisons.align import align
 from gmmkit.comparisons.compare import Comparison, compare
 from gmmkit.comparisons.diagnostics import PsisResult, psis_diagnostics
 from gmmkit.comparisons.errors import parameter_errors
+from gmmkit.comparisons.evidence import EvidenceEstimate, choose_evidence, evidence_estimates
 from gmmkit.comparisons.matching import match_components
-from gmmkit.comparisons.sweep import plot_sweep, sweep
 
 __all__ = [
     "Comparison",
+    "EvidenceEstimate",
     "PsisResult",
     "align",
+    "choose_evidence",
     "compare",
+    "evidence_estimates",
     "match_components",
     "parameter_errors",
-    "plot_sweep",
     "psis_diagnostics",
-    "sweep",
 ]

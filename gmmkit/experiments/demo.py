@@ -1,6 +1,7 @@
 """``gmmkit demo``: the reference comparison, runnable from the shell or from Python.
 
-Two parts, each written as a :class:`gmmkit.Comparison` report:
+An experiment: it calls the library (``gmmkit.fit``, ``gmmkit.report.compare``) and the
+report layer, never the command line.  Two parts, each written as a comparison report:
 
 (a) ``blei/``: Blei, Kucukelbir & McAuliffe's (2017, §3) example, K = 5 means drawn from
     N(0, 3^2), N = 1000 points with known noise sd 1, fitted by closed-form CAVI, ADVI,
@@ -25,16 +26,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from gmmkit import datasets
 from gmmkit.api import fit
-from gmmkit.comparisons.compare import Comparison, compare
+from gmmkit.inference.methods import ADVI, CAVI, EM, FULLRANK_ADVI, NUTS, SMC
+from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.mixture import GaussianMixture
 from gmmkit.models.univariate import UnivariateGMM
 from gmmkit.output import atomic_directory, check_output_directory
+from gmmkit.report.comparison import ComparisonReport, compare
+from gmmkit.report.tables import (
+    make_console,
+    print_comparison,
+    sorted_weights,
+    timings_table,
+    weights_table,
+)
 from gmmkit.result import Fit
 
 __all__ = ["FULL", "QUICK", "DemoResult", "DemoSettings", "run_demo"]
@@ -90,8 +98,8 @@ class DemoResult:
     """What :func:`run_demo` computed: the comparisons, the timings and the directory."""
 
     out: Path
-    blei: Comparison
-    faithful: Comparison | None
+    blei: ComparisonReport
+    faithful: ComparisonReport | None
     #: Wall time in seconds of every step ("blei: nuts", "blei: compare", ...).
     timings: dict[str, float]
     #: Warnings raised while fitting, as "step: message".
@@ -139,7 +147,7 @@ def _describe(options: dict[str, Any]) -> str:
 
 def _blei(
     steps: _Steps, settings: DemoSettings, seed: int, progress: bool
-) -> Comparison:
+) -> ComparisonReport:
     data = datasets.blei_example(settings.blei_n, seed=seed)
     model = UnivariateGMM(n_components=data.means.size, prior_sd=3.0, obs_sd=1.0)
     steps.console.rule(
@@ -147,13 +155,13 @@ def _blei(
         f"means ~ N(0, 3^2), obs sd 1"
     )
     plan = [
-        ("cavi", {}, {"n_init": settings.cavi_restarts},
+        (CAVI.name, {}, {"n_init": settings.cavi_restarts},
          f"closed form, best of {settings.cavi_restarts} restarts"),
-        ("advi", settings.advi, {}, _describe(settings.advi) or "defaults"),
-        ("fullrank_advi", settings.fullrank_advi, {},
+        (ADVI.name, settings.advi, {}, _describe(settings.advi) or "defaults"),
+        (FULLRANK_ADVI.name, settings.fullrank_advi, {},
          _describe(settings.fullrank_advi) or "defaults"),
-        ("nuts", settings.nuts, {}, _describe(settings.nuts)),
-        ("smc", settings.smc, {}, _describe(settings.smc) + "; log evidence"),
+        (NUTS.name, settings.nuts, {}, _describe(settings.nuts)),
+        (SMC.name, settings.smc, {}, _describe(settings.smc) + "; log evidence"),
     ]
     fits: dict[str, Fit] = {}
     for method, options, common, detail in plan:
@@ -166,20 +174,18 @@ def _blei(
         )
     return steps.run(
         "blei: compare",
-        lambda: compare(fits, reference="nuts", truth=data, n_draws=settings.compare_draws,
+        lambda: compare(fits, reference=NUTS.name, truth=data, n_draws=settings.compare_draws,
                         psis_draws=settings.psis_draws, seed=seed),
-        "align to nuts, PSIS k-hat, agreement",
+        f"align to {NUTS.name}, PSIS k-hat, agreement",
     )
 
 
 def _faithful(
     steps: _Steps, settings: DemoSettings, seed: int, progress: bool
-) -> tuple[Comparison, dict[str, Fit]]:
+) -> tuple[ComparisonReport, dict[str, Fit]]:
     """The comparison of VB (reference), EM with K = 2 (and ADVI), plus EM with K = 6,
     which is shown in the weights table only: its six point-estimate components have no
     counterpart in VB's two occupied ones, so agreement metrics would be meaningless."""
-    from gmmkit.models.bayesian import BayesianGMM
-
     X = datasets.old_faithful(standardize=True)
     model = BayesianGMM(6, alpha0=1e-3)
     steps.console.rule(
@@ -187,74 +193,45 @@ def _faithful(
         "alpha0 = 1e-3, against EM"
     )
     fits: dict[str, Fit] = {}
-    fits["cavi"] = steps.run(
-        "faithful: cavi",
-        lambda: fit(model, X, "cavi", seed=seed, n_init=settings.vb_restarts,
+    fits[CAVI.name] = steps.run(
+        f"faithful: {CAVI.name}",
+        lambda: fit(model, X, CAVI.name, seed=seed, n_init=settings.vb_restarts,
                     progress=progress),
         f"Bishop's VB, best of {settings.vb_restarts} restarts",
     )
     extra: dict[str, Fit] = {}
     for k, target in ((2, fits), (6, extra)):
-        target[f"em_k{k}"] = steps.run(
-            f"faithful: em_k{k}",
-            lambda k=k: fit(GaussianMixture(k), X, "em", seed=seed, n_init=5,
+        target[f"{EM.name}_k{k}"] = steps.run(
+            f"faithful: {EM.name}_k{k}",
+            lambda k=k: fit(GaussianMixture(k), X, EM.name, seed=seed, n_init=5,
                             progress=progress),
             f"maximum likelihood, K = {k}, best of 5 restarts",
         )
     if settings.faithful_advi is not None:
-        fits["advi"] = steps.run(
-            "faithful: advi",
-            lambda: fit(model, X, "advi", seed=seed, progress=progress,
+        fits[ADVI.name] = steps.run(
+            f"faithful: {ADVI.name}",
+            lambda: fit(model, X, ADVI.name, seed=seed, progress=progress,
                         **settings.faithful_advi),
             _describe(settings.faithful_advi) or "defaults",
         )
     comparison = steps.run(
         "faithful: compare",
-        lambda: compare(fits, reference="cavi", align="match",
+        lambda: compare(fits, reference=CAVI.name, align="match",
                         n_draws=settings.compare_draws, psis_draws=settings.psis_draws,
                         seed=seed, min_weight=0.01),
-        "align to cavi (components matched where K differs); agreement over the "
+        f"align to {CAVI.name} (components matched where K differs); agreement over the "
         "components VB keeps (weight >= 0.01)",
     )
     return comparison, extra
 
 
-def _weights(fits: dict[str, Fit]) -> dict[str, np.ndarray]:
-    return {name: np.sort(np.asarray(result.weights))[::-1] for name, result in fits.items()}
-
-
-def _weights_table(fits: dict[str, Fit]) -> Table:
-    """Which components keep weight (Bishop's Fig. 10.6: VB switches the extra ones off,
-    while maximum likelihood with K = 6 uses all six)."""
-    table = Table(title="Old Faithful: mixing weights, heaviest first")
-    table.add_column("fit")
-    table.add_column("K", justify="right")
-    table.add_column("weights > 1%", justify="right")
-    table.add_column("weights", justify="left")
-    for name, w in _weights(fits).items():
-        table.add_row(
-            name, str(w.size), str(int(np.sum(w > 0.01))),
-            " ".join(f"{v:.3f}" if v >= 1e-3 else f"{v:.0e}" for v in w),
-        )
-    return table
-
-
 def _write_weights(fits: dict[str, Fit], path: Path) -> None:
-    weights = _weights(fits)
+    weights = sorted_weights(fits)
     k_max = max(w.size for w in weights.values())
     lines = ["fit," + ",".join(f"weight_{j}" for j in range(k_max))]
     for name, w in weights.items():
         lines.append(name + "," + ",".join(f"{v:.6g}" for v in w) + "," * (k_max - w.size))
     path.write_text("\n".join(lines) + "\n")
-
-
-def _timings_table(timings: dict[str, float]) -> Table:
-    table = Table(title="wall time")
-    table.add_column("step")
-    table.add_column("seconds", justify="right")
-    for name, value in timings.items():
-        table.add_row(name, f"{value:.1f}")
-    return table
 
 
 def _readme(result_timings: dict[str, float], caught: list[str], parts: dict[str, str]) -> str:
@@ -310,7 +287,7 @@ def run_demo(
     summary.csv, report.md, figures, fits/*.nc without the pointwise log-likelihood) and
     ``README.md`` (links and wall times).
     """
-    console = console or _console()
+    console = console or make_console()
     settings = settings or (QUICK if quick else FULL)
     check_output_directory(out, force)  # refuse a bad --out before minutes of fitting
     # Every linear-algebra call here is tiny (D <= 2, K <= 6): a multi-threaded BLAS only
@@ -333,8 +310,6 @@ def _run(
         child = _start_faithful_process(settings, seed)
 
     blei = _blei(steps, settings, seed, progress)
-    from gmmkit.cli import print_comparison
-
     print_comparison(blei, title="(a) Blei et al.'s example", console=console)
     faithful_cmp, faithful_fits, faithful_dir, has_advi = None, {}, None, False
     if child is not None:
@@ -347,7 +322,7 @@ def _run(
         has_advi = report["has_advi"]
     elif faithful:
         faithful_cmp, faithful_fits = _faithful_report(steps, settings, seed, progress)
-        has_advi = "advi" in faithful_cmp.fits
+        has_advi = ADVI.name in faithful_cmp.fits
 
     parts = {"blei": "Blei et al.'s example: CAVI, ADVI, full-rank ADVI, NUTS (reference) "
                      "and SMC (evidence)"}
@@ -375,7 +350,7 @@ def _run(
         if faithful_dir is not None:
             shutil.rmtree(faithful_dir, ignore_errors=True)
     steps.timings["total"] = time.perf_counter() - start
-    console.print(_timings_table(steps.timings))
+    console.print(timings_table(steps.timings))
     console.print(f"wrote {Path(out).resolve()}", highlight=False)
     return DemoResult(
         out=Path(out), blei=blei, faithful=faithful_cmp, timings=dict(steps.timings),
@@ -385,20 +360,18 @@ def _run(
 
 def _faithful_report(steps: _Steps, settings: DemoSettings, seed: int, progress: bool):
     """Part (b): fit, compare and print; returns the comparison and every fit."""
-    from gmmkit.cli import print_comparison
-
     console = steps.console
     faithful_cmp, extra = _faithful(steps, settings, seed, progress)
     faithful_fits = {**faithful_cmp.fits, **extra}
     print_comparison(faithful_cmp, title="(b) Old Faithful", console=console)
-    console.print(_weights_table(faithful_fits))
+    console.print(weights_table(faithful_fits))
     # The four pruned components are left out of the agreement columns: their q is
     # (nearly) the prior under VB and an unidentified blob under ADVI.
     console.print("Agreement columns of (b): the components VB keeps (weight >= 0.01) only.")
     return faithful_cmp, faithful_fits
 
 
-def _save_faithful(comparison: Comparison, fits: dict[str, Fit], directory: Path,
+def _save_faithful(comparison: ComparisonReport, fits: dict[str, Fit], directory: Path,
                    settings: DemoSettings) -> None:
     comparison.save(directory, dpi=settings.dpi, log_likelihood=False)
     _write_weights(fits, directory / "weights.csv")
@@ -446,10 +419,4 @@ def _faithful_in_process(settings: DemoSettings, seed: int, directory: Path) -> 
         comparison, fits = _faithful_report(steps, settings, seed, progress=False)
         _save_faithful(comparison, fits, directory / "faithful", settings)
     return {"text": console.export_text(), "timings": steps.timings,
-            "warnings": steps.warnings, "has_advi": "advi" in comparison.fits}
-
-
-def _console() -> Console:
-    from gmmkit.cli import _console as console
-
-    return console()
+            "warnings": steps.warnings, "has_advi": ADVI.name in comparison.fits}

@@ -3,7 +3,7 @@
 :func:`sweep` simulates data sets on a grid (sample size ``n``, number of clusters ``k``,
 separation of the cluster means in observation-sd units, seed), fits every method
 through :func:`gmmkit.fit` and returns one tidy row per (data set, method).
-:func:`plot_sweep` draws the standard panels from that table.
+:func:`gmmkit.report.plot_sweep` draws the standard panels from that table.
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score
 
 from gmmkit._validation import check_choice, check_int, check_positive
+from gmmkit.api import fit
 from gmmkit.comparisons.align import matching_permutation
 from gmmkit.comparisons.diagnostics import has_importance_weights, psis_diagnostics
 from gmmkit.comparisons.evidence import choose_evidence, evidence_estimates
+from gmmkit.inference.methods import get_method
 from gmmkit.models.base import MixtureData
+from gmmkit.models.factory import build_model
 from gmmkit.models.univariate import UnivariateGMM
 
-__all__ = ["SWEEP_COLUMNS", "plot_sweep", "simulate", "sweep"]
+__all__ = ["SWEEP_COLUMNS", "simulate", "sweep"]
 
 #: Columns of the sweep table, in order.
 SWEEP_COLUMNS = (
@@ -93,8 +95,10 @@ def sweep(
     obs_sd : float
         Known observation sd tau.
     prior_sd : float, optional
-        Prior sd sigma of the means; defaults to ``max(10, 2 * largest |true mean|)``, so
-        the prior never pulls the fitted means.
+        Prior sd sigma of the fitted model's means; by default the rule every gmmkit
+        entry point shares (:func:`gmmkit.models.factory.default_prior_sd`: 3 x the
+        data's root mean square), so the prior covers every point.  Data whose means are
+        drawn from the prior (``separation=None``) use N(0, 10^2), or N(0, prior_sd^2).
     n_init : int
         Restarts per fit.
     evidence : bool
@@ -112,8 +116,6 @@ def sweep(
         after matching them to the true means; ``ari`` the adjusted Rand index of the
         hard assignments against the true labels; ``wall_s`` the fit's wall time.
     """
-    from gmmkit.api import fit
-
     check_choice("model", model, ("univariate",))
     methods = [str(m) for m in _as_list("methods", methods)]
     ns = [check_int("n", v, 1) for v in _as_list("n", n)]
@@ -137,12 +139,10 @@ def sweep(
             raise ValueError(f"n must be at least k, got n = {n_points} with k = {n_comp}")
         base_prior = 10.0 if prior_sd is None else check_positive("prior_sd", prior_sd)
         data = simulate(n_points, n_comp, sep, seed, obs_sd=obs_sd, prior_sd=base_prior)
-        sigma = base_prior if prior_sd is not None else max(
-            10.0, 2.0 * float(np.max(np.abs(data.means)))
-        )
-        gmm = UnivariateGMM(n_comp, sigma, obs_sd)
+        gmm = build_model(model, n_comp, data.x[:, None], prior_sd=prior_sd, obs_sd=obs_sd)
         for method in methods:
-            result = fit(gmm, data.x, method, seed=seed, n_init=n_init,
+            restarts = {"n_init": n_init} if "n_init" in get_method(method).common else {}
+            result = fit(gmm, data.x, method, seed=seed, **restarts,
                          **dict(fit_options.get(method, {})))
             means = result.means[:, 0]
             perm = matching_permutation(means, data.means)
@@ -176,41 +176,3 @@ def _evidence(result, name: str, exact: bool, psis_draws: int, seed: int) -> dic
         "log_evidence": chosen.value if chosen is not None else np.nan,
         "log_evidence_source": chosen.source if chosen is not None else reason,
     }
-
-
-def plot_sweep(df: pd.DataFrame) -> Figure:
-    """The standard panels of a sweep table, one line per method.
-
-    Top left: parameter error against N (log-log).  Top right: wall time against N
-    (log-log).  Bottom left: ARI against the separation.  Bottom right: the ELBO gap
-    (log evidence minus ELBO) against N, where it is known.  Each point averages the
-    rows with the same method and x value.
-    """
-    missing = {"method", "n", "mean_error", "wall_s", "ari", "separation"} - set(df.columns)
-    if missing:
-        raise ValueError(f"df must be a sweep table; it lacks the column(s) {sorted(missing)}")
-    fig = Figure(figsize=(10, 7.5), layout="constrained")
-    axes = fig.subplots(2, 2)
-    panels = [
-        (axes[0, 0], "n", "mean_error", "N", "mean |error| of the means", True),
-        (axes[0, 1], "n", "wall_s", "N", "wall time (s)", True),
-        (axes[1, 0], "separation", "ari", "separation (obs sd)", "ARI vs true labels", False),
-        (axes[1, 1], "n", "elbo_gap", "N", "log evidence - ELBO (nats)", False),
-    ]
-    for ax, x, y, xlabel, ylabel, loglog in panels:
-        for method, group in df.groupby("method", sort=False):
-            if y not in group:
-                continue
-            means = group.groupby(x)[y].mean().dropna()
-            if means.empty:
-                continue
-            ax.plot(means.index.to_numpy(dtype=float), means.to_numpy(dtype=float), "o-",
-                    label=str(method))
-        if loglog:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        if ax.lines:
-            ax.legend(fontsize="small")
-    return fig

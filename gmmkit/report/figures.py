@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from gmmkit.result import Fit
 
-__all__ = ["plot_elbo_traces", "plot_fit", "plot_fit_1d", "plot_fit_2d", "plot_fit_3d"]
+__all__ = [
+    "plot_elbo_traces", "plot_fit", "plot_fit_1d", "plot_fit_2d", "plot_fit_3d", "plot_sweep",
+]
 
 
 def plot_elbo_traces(fits: Mapping[str, Fit], log_evidence: float | None = None) -> Figure:
@@ -144,3 +147,72 @@ def plot_fit_3d(x: np.ndarray, fits: Mapping[str, Fit], max_pairs: int = 4) -> F
             if j == 0:
                 ax.set_ylabel(f"feature {i}")
     return fig
+
+
+def plot_sweep(df: pd.DataFrame) -> Figure:
+    """The standard panels of a sweep table, one line per method.
+
+    Top left: parameter error against N (log-log).  Top right: wall time against N
+    (log-log).  Bottom left: ARI against the separation.  Bottom right: the ELBO gap
+    (log evidence minus ELBO) against N, where it is known.  Each point averages the
+    rows with the same method and x value.
+    """
+    missing = {"method", "n", "mean_error", "wall_s", "ari", "separation"} - set(df.columns)
+    if missing:
+        raise ValueError(f"df must be a sweep table; it lacks the column(s) {sorted(missing)}")
+    fig = Figure(figsize=(10, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    panels = [
+        (axes[0, 0], "n", "mean_error", "N", "mean |error| of the means", True),
+        (axes[0, 1], "n", "wall_s", "N", "wall time (s)", True),
+        (axes[1, 0], "separation", "ari", "separation (obs sd)", "ARI vs true labels", False),
+        (axes[1, 1], "n", "elbo_gap", "N", "log evidence - ELBO (nats)", False),
+    ]
+    for ax, x, y, xlabel, ylabel, loglog in panels:
+        for method, group in df.groupby("method", sort=False):
+            if y not in group:
+                continue
+            means = group.groupby(x)[y].mean().dropna()
+            if means.empty:
+                continue
+            ax.plot(means.index.to_numpy(dtype=float), means.to_numpy(dtype=float), "o-",
+                    label=str(method))
+        if loglog:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    return fig
+
+
+#: fit.png draws a random sample of at most this many points.
+PLOT_MAX_POINTS = 20_000
+
+
+def plot_objective_trace(result: Fit) -> Figure:
+    """The objective per iteration: the log-likelihood for maximum-likelihood fits, else
+    the ELBO."""
+    trace = result.log_likelihood_trace
+    label = "log-likelihood (nats)"
+    if trace is None or np.size(trace) == 0:
+        trace, label = result.elbo_trace, "ELBO (nats)"
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    if np.size(trace):
+        ax.plot(np.arange(np.size(trace)), trace, marker=".", lw=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(label)
+    ax.set_title(f"{result.method}: {label.split(' (')[0]} per iteration")
+    return fig
+
+
+def fit_figures(result: Fit) -> dict[str, Figure]:
+    """The figures of one fit, by file stem: ``trace`` (:func:`plot_objective_trace`) and
+    ``fit`` (the data with the fit; a sample of at most ``PLOT_MAX_POINTS`` points)."""
+    x = result.data
+    if len(x) > PLOT_MAX_POINTS:
+        # A million-point scatter takes matplotlib ~10 s and shows no more than a sample.
+        x = x[np.sort(np.random.default_rng(0).choice(len(x), PLOT_MAX_POINTS, replace=False))]
+    return {"trace": plot_objective_trace(result), "fit": plot_fit(x, {result.method: result})}

@@ -1,0 +1,246 @@
+"""What every ``gmmkit`` command shares: error handling, options, reading data.
+
+Exit codes: 0 on success; 2 on a usage error or bad input (one clear line, no traceback);
+1 on an unexpected failure; 130 when interrupted (Ctrl-C), with nothing saved.  Every
+command writes into a temporary directory and swaps it into place (``gmmkit.output``), so
+``--out`` is never left half-written and never replaces a directory gmmkit did not write.
+
+Which option applies to which method is read from the method table
+(:data:`gmmkit.inference.methods.METHODS`), never spelled here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from gmmkit.inference.methods import METHODS, Method, get_method, methods_for
+from gmmkit.models.factory import MODEL_KINDS
+
+#: Model kinds by name, as ``--model`` takes them.
+MODELS = tuple(MODEL_KINDS)
+
+
+def default_method(model_name: str) -> str:
+    """The method used when ``--method`` is not given: the first the table lists for the
+    model (closed form where it exists)."""
+    return methods_for(MODEL_KINDS[model_name])[0]
+
+
+class BadInput(click.ClickException):
+    """Bad data or options: one line on stderr and exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"gmmkit: error: {self.format_message()}", err=True)
+
+
+def handle_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn ValueError (bad input) into exit 2, Ctrl-C into exit 130 (one line, nothing
+    saved: output directories are only swapped into place once complete), anything
+    unexpected into exit 1."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            # A second Ctrl-C while reporting the first must not print a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            click.echo("gmmkit: interrupted; nothing was saved", err=True)
+            sys.exit(130)
+        except ValueError as err:
+            raise BadInput(str(err)) from None
+        except (click.ClickException, click.exceptions.Exit):
+            raise
+        except Exception as err:
+            if os.environ.get("GMMKIT_DEBUG"):
+                traceback.print_exc()
+            click.echo(
+                f"gmmkit: unexpected error: {type(err).__name__}: {err} "
+                "(set GMMKIT_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+    return wrapper
+
+
+def show_progress(quiet: bool) -> bool:
+    # A bar in a log file or pipe is noise: only draw it on a terminal.
+    return not quiet and sys.stdout.isatty()
+
+
+def split_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    return items or None
+
+
+# Options shared by fit and compare, as decorator lists applied in order.
+MODEL_OPTIONS = [
+    click.option("--model", "model_name", type=click.Choice(MODELS), default="bayesian",
+                 show_default=True, help="Which model to fit."),
+    click.option("-k", "--components", type=click.IntRange(min=1), default=2,
+                 show_default=True, help="Number of mixture components K."),
+]
+PRIOR_OPTIONS = [
+    click.option("--alpha0", type=float, default=None,
+                 help="Dirichlet concentration (bayesian) [default: 1/K]."),
+    click.option("--beta0", type=float, default=1.0, show_default=True,
+                 help="Scale of the mean's prior precision (bayesian)."),
+    click.option("--nu0", type=float, default=None,
+                 help="Wishart degrees of freedom, > D - 1 (bayesian) [default: D]."),
+    click.option("--prior-sd", type=float, default=None,
+                 help="Prior sd of the means (univariate) [default: 3 x the data's root mean "
+                      "square, so the prior covers every point]."),
+    click.option("--obs-sd", type=float, default=1.0, show_default=True,
+                 help="Known observation sd (univariate)."),
+    click.option("--reg-covar", type=float, default=1e-6, show_default=True,
+                 help="Added to covariance diagonals (gmm)."),
+]
+RUN_OPTIONS = [
+    click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+    click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Restarts; the best objective is kept."),
+    click.option("--init", type=click.Choice(["kmeans++", "random"]), default="kmeans++",
+                 show_default=True, help="Initialisation of the means."),
+    click.option("--tol", type=float, default=1e-8, show_default=True,
+                 help="Relative change of the objective at which to stop."),
+    click.option("--max-iter", type=click.IntRange(min=1), default=1000, show_default=True,
+                 help="Maximum iterations per restart."),
+    click.option("--draws", type=click.IntRange(min=1), default=None,
+                 help="Draws per chain (nuts, smc) or from q (advi)."),
+    click.option("--tune", type=click.IntRange(min=1), default=None,
+                 help="Tuning steps (nuts)."),
+    click.option("--chains", type=click.IntRange(min=1), default=None,
+                 help="Chains (nuts, smc)."),
+    click.option("--n-iter", type=click.IntRange(min=1), default=None,
+                 help="Optimisation steps (advi, fullrank_advi) [default: 20000]."),
+    click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Adam learning rate (advi, fullrank_advi) [default: 0.01]."),
+    click.option("--target-accept", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 default=None, help="Target acceptance rate (nuts) [default: 0.9]."),
+]
+DATA_OPTIONS = [
+    click.option("--columns", type=str, default=None,
+                 help="Comma-separated feature columns, by header name or 0-based index; "
+                      "only these are read [default: every numeric column]."),
+    click.option("--labels", type=str, default=None,
+                 help="Column of true labels (any text), by name or 0-based index; never a "
+                      "feature (compare: truth columns)."),
+    click.option("--dropna", is_flag=True,
+                 help="Drop rows with missing values instead of refusing them."),
+    click.option("--standardize", is_flag=True,
+                 help="Centre each column and scale it to unit standard deviation."),
+]
+
+def _given(name: str) -> bool:
+    """Whether option ``name`` was given by the user (not its default)."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def applies(name: str, method: str) -> bool:
+    """Whether option ``name`` (the keyword of ``gmmkit.fit``) applies to ``method``."""
+    return name in get_method(method).all_options()
+
+
+def methods_taking(name: str) -> tuple[str, ...]:
+    """The methods an option applies to, in the table's order."""
+    return tuple(m.name for m in METHODS.values() if name in m.all_options())
+
+
+def check_options_apply(methods: list[str], values: dict[str, Any]) -> None:
+    """Refuse a method-specific option given by the user that applies to none of
+    ``methods`` (rather than silently ignoring it)."""
+    for name, value in values.items():
+        allowed = methods_taking(name)
+        if _given(name) and value is not None and not any(m in allowed for m in methods):
+            flag = "--" + name.replace("_", "-")
+            subject = (f"--method {methods[0]}" if len(methods) == 1
+                       else f"--methods {','.join(methods)}")
+            raise ValueError(
+                f"{flag} does not apply to {subject}; it applies to {', '.join(allowed)}"
+            )
+
+
+def read_table(data: str, columns: str | None, labels: str | None, dropna: bool,
+          standardize: bool) -> Any:
+    """Read DATA and say on stderr which columns are used (and what was left out)."""
+    from gmmkit.reading import read_data
+
+    table = read_data(data, columns=split_list(columns), standardize=standardize,
+                      dropna=dropna, labels=labels)
+    for note in table.notes:
+        click.echo(f"gmmkit: note: {note}", err=True)
+    used = f"gmmkit: using column(s) {', '.join(table.names)} of {data} ({len(table.X)} rows"
+    if labels is not None:
+        used += f"; labels from {labels!r}"
+    click.echo(used + ")", err=True)
+    return table
+
+
+def option_groups(*groups: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """Apply option decorators so that they appear in ``--help`` in the listed order."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed([opt for group in groups for opt in group]):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+
+
+def fit_options(method: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``gmmkit.fit`` for ``method``: the given values of the options that
+    apply to it (the method's defaults stand for the others)."""
+    return {name: value for name, value in values.items()
+            if value is not None and applies(name, method)}
+
+
+def method_description(method: Method) -> str:
+    return f"{method.name}: {method.summary}"
+
+
+def parse_methods(value: str | None, option: str = "--methods") -> list[str]:
+    methods = split_list(value)
+    if not methods:
+        raise ValueError(f"{option} must name at least one method, e.g. cavi,advi,nuts")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(
+            f"{option}: unknown method(s) {', '.join(map(repr, unknown))}; expected some of "
+            f"{', '.join(METHODS)}"
+        )
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ValueError(f"{option}: method(s) {', '.join(map(repr, repeated))} given twice")
+    return methods
+
+
+def check_methods_apply(methods: list[str], allowed: tuple[str, ...], model: str) -> None:
+    """Refuse methods that do not apply to the model (``model`` names it in the message)."""
+    wrong = [m for m in methods if m not in allowed]
+    if wrong:
+        subject = (f"method {wrong[0]!r} does" if len(wrong) == 1
+                   else f"methods {', '.join(map(repr, wrong))} do")
+        raise ValueError(
+            f"--methods: {subject} not apply to --model {model}; expected some of "
+            f"{', '.join(allowed)}"
+        )
+
+

@@ -1,0 +1,23 @@
+"""Writing reports to disk: one fit's directory (the CLI's ``gmmkit fit``).
+
+A comparison's directory is written by :meth:`gmmkit.report.ComparisonReport.save`.
+Every directory goes through :mod:`gmmkit.output`: written in full or not at all, and
+never replacing a directory gmmkit did not write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gmmkit.report.figures import fit_figures
+from gmmkit.result import Fit
+
+__all__ = ["write_fit_report"]
+
+
+def write_fit_report(result: Fit, directory: Path, *, dpi: int = 110) -> None:
+    """The fit's files (:meth:`Fit.write_files`) and its figures (``trace.png``,
+    ``fit.png``) into ``directory``, which the caller's atomic writer owns."""
+    result.write_files(directory)
+    for stem, fig in fit_figures(result).items():
+        fig.savefig(directory / f"{stem}.png", dpi=dpi)
