@@ -114,8 +114,9 @@ def fit(
     min_points = model.n_components if chosen.kind.stores_draws else max(
         model.n_components, model.min_points)
     data = model.check_data(x, min_points=min_points)
+    # The backend gets every option it takes: the table's defaults, then what was given.
     return backend(model, data, method=chosen.name, seed=resolve_seed(seed),
-                   progress=progress, **common, **options)
+                   progress=progress, **common, **{**chosen.options, **options})
 
 
 def _check_init(init: Any, method: Method) -> None:
