@@ -226,6 +226,7 @@ def batched_log_density(key: GraphKey, x: np.ndarray):
     """
     def compile_():
         import pytensor
+        from pytensor.compile.sharedvalue import SharedVariable
         from pytensor.graph.replace import vectorize_graph
 
         graph, _ = cached_graph(key, x)
@@ -240,6 +241,10 @@ def batched_log_density(key: GraphKey, x: np.ndarray):
         shared = graph["x"]  # every graph's data: pm.Data("x")
         data = shared.type(name="x")
         replace[shared] = data
+        # The dims' lengths are shared variables too; the key fixes them: constants.
+        for length in graph.dim_lengths.values():
+            if isinstance(length, SharedVariable):
+                replace[length] = pytensor.tensor.constant(length.get_value(), dtype=length.dtype)
         out = vectorize_graph(graph.logp(jacobian=True), replace=replace)
         return pytensor.function([flat, data], out)
 
