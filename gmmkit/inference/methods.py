@@ -47,7 +47,9 @@ COMMON_OPTIONS: Mapping[str, Any] = MappingProxyType(
 )
 
 #: A backend: ``backend(model, data, *, method, seed, progress, **options) -> Fit``,
-#: where ``options`` are the method's applicable common keywords and its own options.
+#: where ``options`` are the method's applicable common keywords and its own options, all
+#: of them: :func:`gmmkit.fit` merges the table's defaults and refuses unknown names, so
+#: a backend holds no defaults of its own (it may check ranges).
 Backend = Callable[..., "Fit"]
 
 
