@@ -116,8 +116,9 @@ def fit(
     data = model.check_data(x, min_points=min_points)
     if isinstance(common.get("init"), Fit):
         _check_init_fit(common["init"], model, data)
+    # The backend gets every option it takes: the table's defaults, then what was given.
     return backend(model, data, method=chosen.name, seed=resolve_seed(seed),
-                   progress=progress, **common, **options)
+                   progress=progress, **common, **{**chosen.options, **options})
 
 
 def _check_init(init: Any, method: Method) -> None:

@@ -314,17 +314,18 @@ def test_sweep_tiny(tmp_path):
 
 def test_sweep_routes_sampler_options(tmp_path, monkeypatch):
     """--draws/--tune/--chains reach only the methods that take them."""
-    import gmmkit
+    import importlib
 
+    # The module, not the function the package exports under the same name.
+    sweep_module = importlib.import_module("gmmkit.experiments.sweep")
+    real_sweep = sweep_module.sweep
     seen = {}
 
     def fake_sweep(methods, **kwargs):
         seen.update(kwargs, methods=methods)
-        from gmmkit.experiments.sweep import sweep
+        return real_sweep(["cavi"], n=20, k=2, separation=3.0, evidence=False)
 
-        return sweep(["cavi"], n=20, k=2, separation=3.0, evidence=False)
-
-    monkeypatch.setattr(gmmkit, "sweep", fake_sweep)
+    monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
     result = CliRunner().invoke(
         cli, ["sweep", "--methods", "cavi,advi,nuts,smc", "--draws", "50", "--tune", "40",
               "--chains", "1", "--out", str(tmp_path / "s"), "--quiet"],

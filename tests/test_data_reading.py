@@ -151,7 +151,7 @@ def test_pymc_options_passed_through(iris, tmp_path, monkeypatch):
         seen.update(kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gmmkit, "fit", fake_fit)
+    monkeypatch.setattr(gmmkit.api, "fit", fake_fit)
     result = CliRunner().invoke(cli, ["fit", str(iris), "--method", "advi", "--n-iter", "7",
                                       "--learning-rate", "0.05", "--out", str(tmp_path / "o")])
     assert result.exit_code == 130 and "interrupted; nothing was saved" in result.output

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import gmmkit
 from gmmkit import BayesianGMM, GaussianMixture, UnivariateGMM
 from gmmkit.inference import em
-from gmmkit.inference.pymc_methods import MIN_ELBO_DRAWS, _check_options
+from gmmkit.inference.pymc._common import MIN_ELBO_DRAWS, _check_options
 from gmmkit.models import gmm_sample
 
 EPS = np.finfo(float).eps

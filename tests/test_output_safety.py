@@ -97,7 +97,7 @@ def test_unwritable_parent_refused_before_fitting(csv_file, tmp_path, monkeypatc
         locked.chmod(0o700)
         pytest.skip("permissions are not enforced for this user")
     called = []
-    monkeypatch.setattr(gmmkit, "fit", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(gmmkit.api, "fit", lambda *a, **k: called.append(1))
     try:
         result = CliRunner().invoke(cli, fit_args(csv_file, locked / "a" / "out"))
     finally:
@@ -109,7 +109,7 @@ def test_unwritable_parent_refused_before_fitting(csv_file, tmp_path, monkeypatc
 def test_unwritable_check_uses_os_access(csv_file, tmp_path, monkeypatch):
     """Same check with os.access faked, so it also runs as root."""
     called = []
-    monkeypatch.setattr(gmmkit, "fit", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(gmmkit.api, "fit", lambda *a, **k: called.append(1))
     real = os.access
     monkeypatch.setattr(output.os, "access",
                         lambda p, mode: False if Path(p) == tmp_path else real(p, mode))

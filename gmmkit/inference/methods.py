@@ -47,7 +47,9 @@ COMMON_OPTIONS: Mapping[str, Any] = MappingProxyType(
 )
 
 #: A backend: ``backend(model, data, *, method, seed, progress, **options) -> Fit``,
-#: where ``options`` are the method's applicable common keywords and its own options.
+#: where ``options`` are the method's applicable common keywords and its own options, all
+#: of them: :func:`gmmkit.fit` merges the table's defaults and refuses unknown names, so
+#: a backend holds no defaults of its own (it may check ranges).
 Backend = Callable[..., "Fit"]
 
 
@@ -134,14 +136,36 @@ def _kmeans(model, x, **kw):
     return fit_kmeans(model, x, **kw)
 
 
-def _pymc(model, x, **kw):
-    from gmmkit.inference.pymc_methods import fit_pymc
+def _meanfield_advi(model, x, **kw):
+    from gmmkit.inference.pymc import fit_advi
 
-    return fit_pymc(model, x, **kw)
+    return fit_advi(model, x, full_rank=False, **kw)
+
+
+def _fullrank_advi(model, x, **kw):
+    from gmmkit.inference.pymc import fit_advi
+
+    return fit_advi(model, x, full_rank=True, **kw)
+
+
+def _nuts(model, x, **kw):
+    from gmmkit.inference.pymc import fit_nuts
+
+    return fit_nuts(model, x, **kw)
+
+
+def _smc(model, x, **kw):
+    from gmmkit.inference.pymc import fit_smc
+
+    return fit_smc(model, x, **kw)
+
+
+def _bayesian(backend: Backend) -> tuple[tuple[type, Backend], ...]:
+    """``backend`` for both Bayesian models (the PyMC backend dispatches on the model)."""
+    return ((UnivariateGMM, backend), (BayesianGMM, backend))
 
 
 _CLOSED_FORM_COMMON = ("n_init", "init", "tol", "max_iter")
-_BAYESIAN_PYMC = ((UnivariateGMM, _pymc), (BayesianGMM, _pymc))
 _ADVI_OPTIONS = {
     "n_iter": 20_000, "draws": 1000, "convergence_tol": 1e-2, "ordered": True,
     "learning_rate": 0.01, "elbo_se_target": 0.05, "max_elbo_draws": 40_000,
@@ -172,7 +196,7 @@ ADVI = Method(
     name="advi",
     summary="PyMC mean-field ADVI on the model's graph",
     kind=PosteriorKind.Q_DRAWS,
-    backends=_BAYESIAN_PYMC,
+    backends=_bayesian(_meanfield_advi),
     common=("n_init", "init"),
     options=_ADVI_OPTIONS,
     init_from_fit=True,
@@ -181,7 +205,7 @@ FULLRANK_ADVI = Method(
     name="fullrank_advi",
     summary="PyMC full-rank ADVI on the model's graph",
     kind=PosteriorKind.Q_DRAWS,
-    backends=_BAYESIAN_PYMC,
+    backends=_bayesian(_fullrank_advi),
     common=("n_init", "init"),
     options=_ADVI_OPTIONS,
     init_from_fit=True,
@@ -190,7 +214,7 @@ NUTS = Method(
     name="nuts",
     summary="PyMC NUTS (the usual reference)",
     kind=PosteriorKind.SAMPLER_DRAWS,
-    backends=_BAYESIAN_PYMC,
+    backends=_bayesian(_nuts),
     common=("init",),
     options={"draws": 1000, "tune": 1000, "chains": 2, "target_accept": 0.9, "ordered": True},
     init_from_fit=True,
@@ -199,7 +223,7 @@ SMC = Method(
     name="smc",
     summary="PyMC sequential Monte Carlo (gives the log evidence)",
     kind=PosteriorKind.SAMPLER_DRAWS,
-    backends=_BAYESIAN_PYMC,
+    backends=_bayesian(_smc),
     options={"draws": 1000, "chains": 2, "ordered": True},
 )
 

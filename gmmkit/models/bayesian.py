@@ -278,19 +278,6 @@ class BayesianGMM:
                 "explicit m0 and W0, or rescale the data"
             ) from None
 
-    # ------------------------------------------------------------------ PyMC
-    def to_pymc(self, X: Any):
-        """The same model as a ``pm.Model`` with z summed out (PyMC is imported here only).
-
-        Variables ``weights`` (component), ``means`` (component, feature), ``precisions``
-        and ``covariances`` (component, feature, feature_bis); Lambda_k is built by the
-        Bartlett decomposition so every free variable has a transform.
-        """
-        from gmmkit.models.pymc_graphs import bayesian_gmm_graph
-
-        X = self.check_data(X, min_points=1)
-        return bayesian_gmm_graph(self.resolve(X), X)
-
     # ------------------------------------------------------------------ densities
     def pointwise_log_likelihood(self, x: Any, draws: dict[str, np.ndarray]) -> np.ndarray:
         """log p(x_i | theta) for every draw, shape (..., N); see

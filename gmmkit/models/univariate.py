@@ -71,16 +71,6 @@ class UnivariateGMM:
         """Validate data for this model: finite, shape (N,) or (N, 1)."""
         return check_univariate_data(x, name=name, min_points=min_points)
 
-    def to_pymc(self, x: Any, *, ordered: bool = True):
-        """The same model as a PyMC graph, with the assignments summed out.
-
-        See :func:`gmmkit.models.pymc_graphs.univariate_gmm_graph`; PyMC is imported
-        only here, so the closed-form methods never pay for it.
-        """
-        from gmmkit.models.pymc_graphs import univariate_gmm_graph
-
-        return univariate_gmm_graph(self, self.check_data(x), ordered=ordered)
-
     # ---------------------------------------------------------------- densities
     def _component_logpdf(self, x: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """log N(x_i | mu_k, tau^2) with shape (..., N, K) for mu of shape (..., K)."""

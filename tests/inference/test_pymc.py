@@ -1,4 +1,5 @@
-"""PyMC graphs and the PyMC methods (issue 5): same model, same Fit, same scales."""
+"""PyMC graphs and the PyMC methods (issue 5): same model, same Fit, same scales; the
+backend's one bounded cache; fits that never change after they are returned."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from gmmkit import UnivariateGMM
 
 pm = pytest.importorskip("pymc")
 
+from gmmkit.inference.pymc import CACHE, model_graph  # noqa: E402 - after the PyMC check
+
 
 def _ordered_forward(mu: np.ndarray) -> np.ndarray:
     return np.concatenate([mu[..., :1], np.log(np.diff(mu, axis=-1))], axis=-1)
@@ -28,7 +31,7 @@ def _ordered_forward(mu: np.ndarray) -> np.ndarray:
 def test_univariate_graph_is_the_closed_form_model(ordered, rng):
     model = UnivariateGMM(3, 2.5, obs_sd=0.7)
     x = model.sample(15, seed=4).x
-    graph = model.to_pymc(x, ordered=ordered)
+    graph = model_graph(model, x, ordered=ordered)
     logp = graph.compile_logp(jacobian=False)  # the density of mu itself, no Jacobian
     for _ in range(5):
         mu = np.sort(rng.normal(0.0, 2.5, size=3))
@@ -47,7 +50,7 @@ def test_univariate_graph_is_the_closed_form_model(ordered, rng):
 def test_univariate_graph_jacobian_is_the_ordered_log_jacobian(rng):
     model = UnivariateGMM(3, 2.0)
     x = model.sample(10, seed=5).x
-    graph = model.to_pymc(x)
+    graph = model_graph(model, x)
     with_jac = graph.compile_logp(jacobian=True)
     without = graph.compile_logp(jacobian=False)
     value = rng.normal(size=3)
@@ -59,8 +62,8 @@ def test_univariate_graph_jacobian_is_the_ordered_log_jacobian(rng):
 
 def test_same_shape_graph_is_reused_with_new_data():
     model = UnivariateGMM(2, 2.0)
-    a = model.to_pymc(np.arange(6.0))
-    b = model.to_pymc(np.arange(6.0) + 10)
+    a = model_graph(model, np.arange(6.0))
+    b = model_graph(model, np.arange(6.0) + 10)
     assert a is b
     np.testing.assert_array_equal(b["x"].get_value(), np.arange(6.0) + 10)
 
@@ -104,10 +107,8 @@ def test_advi_k1_matches_the_exact_posterior_and_evidence():
 
 @pytest.mark.slow
 def test_advi_is_reproducible_and_accepts_a_fit_as_init():
-    from gmmkit.inference import pymc_methods
-
     model, x, _, _ = _conjugate_k1()
-    pymc_methods._STEP_CACHE.clear()
+    CACHE.clear()
     a = gmmkit.fit(model, x, "advi", seed=8, n_iter=2000)
     other = gmmkit.fit(model, x[::-1] + 1.0, "advi", seed=9, n_iter=2000)  # same shapes
     b = gmmkit.fit(model, x, "advi", seed=8, n_iter=2000)
@@ -148,7 +149,7 @@ def test_smc_evidence_matches_enumeration():
 def test_smc_log_marginal_likelihood_layouts():
     from types import SimpleNamespace
 
-    from gmmkit.inference.pymc_methods import _final_log_marginal_likelihoods
+    from gmmkit.inference.pymc.samplers import _final_log_marginal_likelihoods
 
     def idata(values):
         return SimpleNamespace(sample_stats={"log_marginal_likelihood": SimpleNamespace(
@@ -240,7 +241,7 @@ class _ResolvedPriors:
 
 
 def test_bishop_graph_bartlett_prior_is_wishart():
-    from gmmkit.models.pymc_graphs import bayesian_gmm_graph
+    from gmmkit.inference.pymc.graphs import bayesian_gmm_graph
 
     priors = _ResolvedPriors()
     graph = bayesian_gmm_graph(priors, np.zeros((5, 2)))
@@ -264,7 +265,7 @@ def _cdf_of_logdet(reference, values, n_ref=200_000):
 
 
 def test_bishop_graph_is_the_closed_form_model(rng):
-    from gmmkit.models.pymc_graphs import bayesian_gmm_graph
+    from gmmkit.inference.pymc.graphs import bayesian_gmm_graph
 
     priors = _ResolvedPriors()
     X = rng.normal(size=(12, 2))
@@ -317,7 +318,7 @@ def test_bishop_graph_matches_bayesian_gmm_log_joint(rng):
     model = BayesianGMM(k, alpha0=0.6, beta0=0.4, m0=np.array([0.2, -0.3]),
                         W0=np.array([[0.8, 0.1], [0.1, 0.5]]), nu0=3.2)
     X = rng.normal(size=(10, d))
-    graph = model.to_pymc(X)
+    graph = model_graph(model, X)
     logp = graph.compile_logp(jacobian=False)
     transforms = graph.rvs_to_transforms
     c = rng.chisquare(model.nu0 - np.arange(d), size=(k, d))
@@ -380,3 +381,161 @@ def test_bishop_advi_and_nuts_agree_with_closed_form_vb():
             assert np.all(z < multiple), (fit.method, name, z)
     # Both ELBOs are on the exchangeable model's scale, no log K! (measured gap 0.6-0.8).
     assert abs(advi.elbo - vb.elbo) < 2.0, (advi.elbo, vb.elbo)
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+def test_lru_cache_is_bounded_and_evicts_the_least_recently_used():
+    from gmmkit.inference.pymc.cache import LRUCache
+
+    cache = LRUCache(3)
+    for i in range(10):
+        cache.put(("entry", i), i)
+        assert len(cache) <= 3
+    assert cache.keys() == [("entry", 7), ("entry", 8), ("entry", 9)]
+    assert cache.get(("entry", 7)) == 7  # now the most recently used
+    cache.put(("entry", 10), 10)
+    assert ("entry", 8) not in cache and ("entry", 7) in cache
+    value, built = cache.get_or_build(("entry", 7), lambda: pytest.fail("rebuilt"))
+    assert (value, built) == (7, False)
+    cache.clear()
+    assert len(cache) == 0
+    with pytest.raises(ValueError, match="maxsize"):
+        LRUCache(0)
+
+
+def test_backend_cache_stays_within_its_bound():
+    from gmmkit.inference.pymc.cache import CACHE_SIZE
+
+    assert CACHE.maxsize == CACHE_SIZE
+    x = np.arange(4.0)
+    for i in range(CACHE_SIZE + 5):  # more distinct graphs than the bound
+        model_graph(UnivariateGMM(2, 1.0 + i), x)
+        assert len(CACHE) <= CACHE.maxsize
+    assert len(CACHE) == CACHE.maxsize
+    newest = model_graph(UnivariateGMM(2, 1.0 + CACHE_SIZE + 4), x)
+    assert newest is model_graph(UnivariateGMM(2, 1.0 + CACHE_SIZE + 4), x)
+
+
+def test_cache_is_keyed_by_value_not_identity():
+    from gmmkit.models.bayesian import BayesianGMM
+
+    x = np.arange(5.0)
+    # Two equal, distinct models on data of the same shape share one graph.
+    first, second = UnivariateGMM(2, 2.0, obs_sd=0.5), UnivariateGMM(2, 2.0, obs_sd=0.5)
+    assert first is not second
+    assert model_graph(first, x) is model_graph(second, x + 1.0)
+    assert model_graph(first, x) is not model_graph(UnivariateGMM(2, 2.5, obs_sd=0.5), x)
+    assert model_graph(first, x) is not model_graph(first, x, ordered=False)
+    assert model_graph(first, x) is not model_graph(first, np.arange(6.0))
+    # BayesianGMM with equal (distinct) prior arrays: one graph.
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    priors = {"alpha0": 1.0, "m0": np.zeros(2), "W0": np.eye(2), "nu0": 3.0}
+    a = BayesianGMM(2, **{k: np.array(v, copy=True) for k, v in priors.items()})
+    b = BayesianGMM(2, **{k: np.array(v, copy=True) for k, v in priors.items()})
+    assert model_graph(a, X) is model_graph(b, X[::-1])
+    # Graphs are found by value after a clear too: a new graph, not a stale one.
+    graph = model_graph(first, x)
+    CACHE.clear()
+    assert model_graph(second, x) is not graph
+    assert not any(isinstance(part, int) and part > 2**32 for key in CACHE.keys()
+                   for part in (key if isinstance(key, tuple) else (key,)))
+
+
+def test_model_graph_dispatches_on_the_model_type():
+    from gmmkit import GaussianMixture
+
+    with pytest.raises(TypeError, match="no PyMC graph for GaussianMixture"):
+        model_graph(GaussianMixture(2), np.random.default_rng(0).normal(size=(6, 2)))
+
+
+# ----------------------------------------------------------------------------- fits stay put
+
+
+def test_advi_fit_does_not_change_after_another_fit():
+    """A returned fit's importance weights are a pure function of its own arrays: another
+    fit on different data of the same shape (which swaps the shared graph's data) changes
+    nothing, and computing the weights leaves the shared graph's data alone."""
+    from gmmkit.inference.pymc.graphs import GraphKey
+
+    model = UnivariateGMM(2, 3.0)
+    x = np.random.default_rng(1).normal(size=10) * 3
+    other_x = x[::-1] + 2.0
+    fit = gmmkit.fit(model, x, "advi", seed=5, n_iter=300, draws=50)
+    before = fit.posterior.log_importance_weights(x, 200, np.random.default_rng(0))
+    default_before = fit.posterior._approx.log_weights(200, np.random.default_rng(0))
+    np.testing.assert_array_equal(before, default_before)  # x is the training data
+    other = gmmkit.fit(model, other_x, "advi", seed=6, n_iter=300, draws=50)
+    assert other.elbo != fit.elbo
+    graph = CACHE.get(GraphKey(model, x.shape, True))
+    np.testing.assert_array_equal(graph["x"].get_value(), other_x)
+    after = fit.posterior.log_importance_weights(x, 200, np.random.default_rng(0))
+    np.testing.assert_array_equal(after, before)
+    np.testing.assert_array_equal(fit.posterior._approx.log_weights(
+        200, np.random.default_rng(0)), before)
+    # ... and the shared graph still holds the other fit's data.
+    np.testing.assert_array_equal(graph["x"].get_value(), other_x)
+    # The weights on other data are other numbers, from the same pure function.
+    assert not np.array_equal(
+        fit.posterior.log_importance_weights(other_x, 200, np.random.default_rng(0)), before)
+    # q holds read-only arrays; the compiled log density has no shared (mutable) inputs.
+    q = fit.posterior._approx
+    assert not (q.mean.flags.writeable or q.chol.flags.writeable or q.data.flags.writeable)
+    assert not [i for i in q.log_density.maker.inputs if i.shared]
+
+
+def test_advi_posterior_pickles_and_recompiles_its_log_density():
+    import pickle
+
+    model = UnivariateGMM(2, 3.0)
+    x = np.random.default_rng(2).normal(size=9) * 3
+    fit = gmmkit.fit(model, x, "fullrank_advi", seed=1, n_iter=200, draws=40)
+    assert fit.method == "fullrank_advi"  # the name the table passed to the backend
+    before = fit.posterior.log_importance_weights(x, 100, np.random.default_rng(3))
+    restored = pickle.loads(pickle.dumps(fit.posterior))
+    assert restored._approx._logp is None  # compiled code is not pickled
+    CACHE.clear()  # recompiled from the model and data shape alone
+    np.testing.assert_array_equal(
+        restored.log_importance_weights(x, 100, np.random.default_rng(3)), before)
+    np.testing.assert_array_equal(restored.draws["mu"], fit.posterior.draws["mu"])
+    assert not restored.draws["mu"].flags.writeable
+
+
+# ----------------------------------------------------------------------------- source rules
+
+
+def _package_sources(*parts):
+    import pathlib
+
+    root = pathlib.Path(gmmkit.__file__).parent.joinpath(*parts)
+    return sorted(root.rglob("*.py"))
+
+
+def test_no_private_pymc_api():
+    # PyMC's private start handling (``Group._prepare_start``) was used to reset q's mean.
+    for path in _package_sources():
+        assert "_prepare_start" not in path.read_text(), path
+
+
+def test_pymc_backend_spells_no_method_name():
+    """Outside the method table no module spells a method name (docstrings excepted)."""
+    import ast
+
+    from gmmkit.inference.methods import METHODS
+
+    for path in _package_sources("inference", "pymc"):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and id(node) not in docstrings:
+                assert node.value not in METHODS, (path, node.lineno, node.value)
+
+
+def test_models_do_not_import_inference():
+    for path in _package_sources("models"):
+        text = path.read_text()
+        assert "gmmkit.inference" not in text and "to_pymc" not in text, path
