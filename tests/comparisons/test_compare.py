@@ -87,24 +87,12 @@ def permuted_cavi(fit: Fit, perm: np.ndarray) -> Fit:
     )
 
 
-@pytest.fixture(scope="module")
-def separated():
-    """Three well-separated clusters (10 sd apart), K = 3, and its CAVI fit."""
-    model = UnivariateGMM(3, 20.0)
-    rng = np.random.default_rng(11)
-    means = np.array([-10.0, 0.0, 10.0])
-    labels = rng.integers(3, size=300)
-    x = rng.normal(means[labels], 1.0)
-    fit = gmmkit.fit(model, x, seed=0, n_init=3)
-    return model, x, means, labels, fit
-
-
 # ----------------------------------------------------------------------------- alignment
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_align_recovers_a_random_permutation_of_a_variational_fit(separated, seed):
-    _, x, _, _, fit = separated
+def test_align_recovers_a_random_permutation_of_a_variational_fit(three_clusters_10sd, seed):
+    _, x, _, _, fit = three_clusters_10sd
     perm = np.random.default_rng(seed).permutation(3)
     shuffled = permuted_cavi(fit, perm)
     aligned = align(shuffled, to=fit)
@@ -146,8 +134,8 @@ def test_align_point_estimates_in_two_dimensions():
     np.testing.assert_array_equal(same.responsibilities, reference.responsibilities)
 
 
-def test_self_alignment_is_the_identity(separated):
-    fit = separated[-1]
+def test_self_alignment_is_the_identity(three_clusters_10sd):
+    fit = three_clusters_10sd[-1]
     same = align(fit, to=fit)
     assert same is not fit
     np.testing.assert_array_equal(same.means, fit.means)
@@ -224,8 +212,8 @@ def test_relabel_permutations_enumeration_matches_linear_sum_assignment():
 # ----------------------------------------------------------------------------- agreement
 
 
-def test_agreement_is_zero_for_identical_fits_and_grows_with_a_shift(separated):
-    model, _, _, _, fit = separated
+def test_agreement_is_zero_for_identical_fits_and_grows_with_a_shift(three_clusters_10sd):
+    model, _, _, _, fit = three_clusters_10sd
     p = fit.variational_params
     shifts = [0.0, 0.05, 0.2, 0.5, 1.5]
     fits = {}
@@ -264,8 +252,8 @@ def test_wasserstein_of_gaussian_draws_matches_closed_form():
 # ----------------------------------------------------------------------------- PSIS
 
 
-def test_psis_khat_trusts_a_good_cavi_fit(separated):
-    _, _, _, _, fit = separated
+def test_psis_khat_trusts_a_good_cavi_fit(three_clusters_10sd):
+    _, _, _, _, fit = three_clusters_10sd
     result = psis_diagnostics(fit, n_draws=2000, seed=0)
     assert result.khat < 0.7, result
     assert result.trustworthy and result.symmetrised
@@ -273,8 +261,8 @@ def test_psis_khat_trusts_a_good_cavi_fit(separated):
 
 @pytest.mark.parametrize("poor", ["shrunk", "one_iteration-0", "one_iteration-1",
                                   "one_iteration-2"])
-def test_psis_khat_flags_a_poor_q(separated, poor):
-    model, x, _, _, fit = separated
+def test_psis_khat_flags_a_poor_q(three_clusters_10sd, poor):
+    model, x, _, _, fit = three_clusters_10sd
     if poor == "shrunk":
         p = fit.variational_params
         bad = dataclasses.replace(
@@ -287,12 +275,12 @@ def test_psis_khat_flags_a_poor_q(separated, poor):
     assert not result.trustworthy
 
 
-def test_khat_cannot_see_a_q_stuck_in_the_wrong_basin(separated):
+def test_khat_cannot_see_a_q_stuck_in_the_wrong_basin(three_clusters_10sd):
     # A known limit of PSIS (Yao et al. 2018, section 2.4): with seed 3 one iteration puts
     # two components on the same cluster; p is smooth around that q, so k-hat looks fine,
     # but the importance-sampling evidence is then far below the converged fit's ELBO,
     # itself a lower bound on the true evidence: the comparison table exposes the problem.
-    model, x, _, _, fit = separated
+    model, x, _, _, fit = three_clusters_10sd
     stuck = gmmkit.fit(model, x, seed=3, max_iter=1, init="random")
     result = psis_diagnostics(stuck, n_draws=2000, seed=0)
     assert result.khat < 0.7
@@ -312,10 +300,10 @@ def test_importance_sampling_evidence_matches_enumeration(data_seed):
     assert result.log_evidence_se < 0.1
 
 
-def test_symmetrisation_accounts_for_the_label_modes(separated):
-    # With separated modes, q covers one of the K! = 6 relabelled copies of the posterior,
+def test_symmetrisation_accounts_for_the_label_modes(three_clusters_10sd):
+    # With three_clusters_10sd modes, q covers one of the K! = 6 relabelled copies of the posterior,
     # so unsymmetrised weights estimate log p(x) - log 6 (Monte Carlo: 5 standard errors).
-    _, _, _, _, fit = separated
+    _, _, _, _, fit = three_clusters_10sd
     sym = psis_diagnostics(fit, n_draws=2000, seed=1)
     raw = psis_diagnostics(fit, n_draws=2000, seed=1, symmetrise=False)
     assert not raw.symmetrised
@@ -327,8 +315,8 @@ def test_symmetrisation_accounts_for_the_label_modes(separated):
 
 
 @pytest.fixture(scope="module")
-def comparison(separated):
-    model, x, means, labels, fit = separated
+def comparison(three_clusters_10sd):
+    model, x, means, labels, fit = three_clusters_10sd
     rng = np.random.default_rng(7)
     order = np.argsort(fit.means[:, 0])
     sd = np.sqrt(fit.variational_params["s2"][order])
@@ -412,38 +400,10 @@ def test_comparison_figures_have_the_expected_axes_and_lines(comparison):
     assert len(forest.axes) >= 1
 
 
-# ----------------------------------------------------------------------------- sweep
 
 
-def test_sweep_error_decreases_with_n():
-    df = sweep(["cavi"], n=[40, 4000], k=2, separation=[4.0, 8.0], seeds=range(6),
-               evidence=False)
-    assert len(df) == 2 * 2 * 6
-    errors = df.groupby(["separation", "n"])["mean_error"].mean()
-    for sep in (4.0, 8.0):
-        # The error of a mean scales as tau / sqrt(N / K): 10x smaller at 100x the data.
-        # Averaged over 6 seeds, the ratio's sampling spread is well under 2x, so
-        # requiring a 3x drop leaves a wide margin either way.
-        assert errors[(sep, 4000)] < errors[(sep, 40)] / 3, errors
-    assert df["converged"].all()
-    assert (df["ari"] > 0.8).all()
-    fig = plot_sweep(df)
-    assert len(fig.axes) == 4
-    assert len(fig.axes[0].lines) == 1 and fig.axes[0].get_xscale() == "log"
-
-
-def test_sweep_reports_exact_evidence_gap_on_tiny_data():
-    df = sweep("cavi", n=8, k=2, separation=3.0, seeds=[0, 1])
-    assert (df["log_evidence_source"] == "exact enumeration").all()
-    assert (df["elbo_gap"] > 0).all()  # the ELBO is a lower bound on the exact evidence
-    assert df["psis_khat"].notna().all()
-
-
-# ----------------------------------------------------------------------------- bad input
-
-
-def test_bad_input_is_refused(separated):
-    model, x, _, _, fit = separated
+def test_bad_input_is_refused(three_clusters_10sd):
+    model, x, _, _, fit = three_clusters_10sd
     with pytest.raises(ValueError, match="at least one Fit, got an empty"):
         compare([])
     with pytest.raises(ValueError, match="at least one Fit"):
@@ -653,8 +613,8 @@ def test_compare_real_em_and_kmeans_fits_on_old_faithful(tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_cavi_advi_nuts_end_to_end(separated, tmp_path):
-    model, x, means, labels, cavi = separated
+def test_compare_cavi_advi_nuts_end_to_end(three_clusters_10sd, tmp_path):
+    model, x, means, labels, cavi = three_clusters_10sd
     nuts = gmmkit.fit(model, x, "nuts", seed=0, draws=200, tune=200, chains=2)
     advi = gmmkit.fit(model, x, "advi", seed=0)
     comparison = compare([cavi, advi, nuts], truth={"means": means, "labels": labels},
@@ -663,7 +623,7 @@ def test_compare_cavi_advi_nuts_end_to_end(separated, tmp_path):
     assert comparison.reference == "nuts"
     assert np.isnan(table.loc["nuts", "psis_khat"])  # a sampler has no q
     assert np.isfinite(table.loc["advi", "psis_khat"])
-    # 10-sd separated clusters: every method finds them; CAVI's means are within a
+    # 10-sd three_clusters_10sd clusters: every method finds them; CAVI's means are within a
     # posterior sd of NUTS's (mean-field is nearly exact when assignments are certain)
     assert (table["ari"] == 1.0).all()
     assert table.loc["cavi", "mean_shift_max"] < 1.0
