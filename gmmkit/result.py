@@ -374,8 +374,8 @@ def load(directory: str | Path) -> Fit:
     """The :class:`Fit` written by :meth:`Fit.save` to ``directory``.
 
     Every field is restored exactly (arrays at full precision, the posterior object
-    included).  ``fit.pkl`` is a pickle: load only directories you trust.  An ADVI fit
-    loses its PyMC graph, so PSIS diagnostics need a refit.
+    included).  ``fit.pkl`` is a pickle: load only directories you trust.  An ADVI fit's
+    compiled log density is not stored; it is compiled again on first use (PSIS).
 
     Raises
     ------
