@@ -28,6 +28,7 @@ import numpy as np
 
 from gmmkit.inference.pymc.cache import CACHE
 from gmmkit.models.bayesian import BayesianGMM
+from gmmkit.models.gaussian import LOG_2PI
 from gmmkit.models.univariate import UnivariateGMM
 
 __all__ = [
@@ -288,7 +289,7 @@ def _gaussian_logp_by_precision_factor(diff, factor):
     eye = np.eye(int(factor.type.shape[-1]))
     log_det = pt.sum(pt.log(pt.sum(factor * eye, axis=-1)), axis=-1)  # sum_i log U_ii
     projected = pt.sum(diff[..., :, None] * factor, axis=-2)  # U^T diff
-    return -0.5 * d * np.log(2 * np.pi) + log_det - 0.5 * pt.sum(projected**2, axis=-1)
+    return -0.5 * d * LOG_2PI + log_det - 0.5 * pt.sum(projected**2, axis=-1)
 
 
 def _solve_upper_t(factor: np.ndarray, eps: np.ndarray) -> np.ndarray:

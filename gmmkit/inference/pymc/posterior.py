@@ -16,11 +16,11 @@ from scipy.special import logsumexp
 
 from gmmkit.inference.pymc.cache import CACHE
 from gmmkit.inference.pymc.graphs import GraphKey, cached_graph
+from gmmkit.models.gaussian import LOG_2PI
 from gmmkit.posterior import PosteriorKind
 
 __all__ = ["DrawsPosterior", "VariationalQ", "batched_log_density"]
 
-_LOG_2PI = np.log(2 * np.pi)
 
 
 class DrawsPosterior:
@@ -180,7 +180,7 @@ class VariationalQ:
         eps = rng.standard_normal((n, d))
         flat = self.mean + eps @ self.chol.T
         log_q = (-0.5 * np.sum(eps**2, axis=1) - np.sum(np.log(np.abs(np.diag(self.chol))))
-                 - 0.5 * d * _LOG_2PI)
+                 - 0.5 * d * LOG_2PI)
         return flat, log_q
 
     def log_weights(self, n: int, rng: np.random.Generator, x=None) -> np.ndarray:
