@@ -78,8 +78,14 @@ import numpy as np
 from scipy.special import entr, logsumexp
 
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
-from gmmkit.models.gaussian import NotPositiveDefinite, precision_cholesky, weighted_log_prob
-from gmmkit.models.mixture import GaussianMixture
+from gmmkit.models.gaussian import (
+    NotPositiveDefinite,
+    covariance_matrices,
+    family_precision_factor,
+    precision_cholesky,
+    weighted_log_prob,
+)
+from gmmkit.models.mixture import NATIVE_COVARIANCE_NAMES, GaussianMixture
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
@@ -89,11 +95,13 @@ __all__ = [
     "PointEstimatePosterior",
     "check_feature_scales",
     "elbo",
+    "factor_family",
     "fit_em",
     "fit_kmeans",
     "hard_assignment",
     "init_state",
     "m_step",
+    "m_step_family",
     "step",
     "step_kmeans",
 ]
@@ -118,8 +126,11 @@ class EMState(NamedTuple):
 
     weights: np.ndarray  # (K,)
     means: np.ndarray  # (K, D)
-    covariances: np.ndarray  # (K, D, D)
-    prec_chol: np.ndarray  # (K, D, D) upper-triangular Cholesky factors of the precisions
+    # Native shapes of the model's family: full (K, D, D), diag (K, D), spherical (K,),
+    # tied (D, D); ``prec_chol`` is the matching precision factor (upper-triangular
+    # Cholesky factors of the precisions for full and tied, 1 / sd for diag, spherical).
+    covariances: np.ndarray
+    prec_chol: np.ndarray
     log_prob: np.ndarray  # (N, K) log pi_k + log N(x_n | mu_k, Sigma_k)
     log_resp: np.ndarray  # (N, K) log p(z_n = k | x_n, theta), normalised
     log_likelihood: float  # sum_n logsumexp_k log_prob  (PRML 9.14)
@@ -156,6 +167,67 @@ def factor_covariances(covariances: np.ndarray, reg_covar: float) -> np.ndarray:
     if bad.size:
         raise _singular(int(bad[0]), reg_covar, "its Cholesky pivots vanish to rounding")
     return prec_chol
+
+
+#: A diag/spherical variance at most this many ulps (squared) of the largest squared
+#: coordinate is rounding noise: a component collapsed onto one point, or onto points
+#: equal in a feature, with ``reg_covar = 0``.  The mean of a collapsed component is off
+#: by ~10 eps |x| (the N_k + 10 eps of the M-step), so its "variance" is ~(10 eps x)^2.
+_SINGULAR_VARIANCE_ULPS = 1e3
+
+
+def factor_family(
+    covariances: np.ndarray, covariance: str, reg_covar: float, data_scale: float
+) -> np.ndarray:
+    """The native precision factor of a family's native covariances (see
+    :func:`gmmkit.models.gaussian.family_precision_factor`); :class:`RestartFailed` on a
+    singular one.  ``data_scale`` is the largest squared coordinate of the (centred) data.
+    """
+    if covariance == "full":
+        return factor_covariances(covariances, reg_covar)
+    if covariance == "tied":
+        try:
+            return factor_covariances(covariances[None], reg_covar)[0]
+        except RestartFailed as err:
+            raise RestartFailed(str(err).replace(
+                "the covariance of component 0", "the tied covariance (shared by every "
+                "component)")) from None
+    floor = (_SINGULAR_VARIANCE_ULPS * np.finfo(float).eps) ** 2 * data_scale
+    low = np.flatnonzero(np.any(
+        (covariances <= floor).reshape(covariances.shape[0], -1), axis=1))
+    if low.size:
+        raise _singular(int(low[0]), reg_covar, "a variance vanishes to rounding")
+    return family_precision_factor(covariances, covariance)
+
+
+def m_step_family(
+    X: np.ndarray, resp: np.ndarray, reg_covar: float, covariance: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`m_step` for every family; the covariances are returned in native shape.
+
+    The same estimators as scikit-learn's ``_estimate_gaussian_covariances_<family>``
+    (diag: the weighted variance of each feature plus ``reg_covar``; spherical: the mean
+    of the diag variances; tied: sum_k N_k Sigma_k / N plus ``reg_covar`` I), written in
+    the two-pass form (deviations from each component mean, not E[x^2] - mu^2) so they
+    do not cancel when a component sits far from the origin.
+    """
+    if covariance == "full":
+        return m_step(X, resp, reg_covar)
+    n_k = resp.sum(axis=0) + 10 * np.finfo(resp.dtype).eps
+    means = (resp.T @ X) / n_k[:, None]
+    if covariance == "tied":
+        d = X.shape[1]
+        scatter = np.zeros((d, d))
+        for comp in range(means.shape[0]):  # K (D, D) products over all points at once
+            diff = X - means[comp]
+            scatter += (resp[:, comp] * diff.T) @ diff
+        covariances = scatter / n_k.sum()
+        covariances.flat[:: d + 1] += reg_covar
+    else:
+        diff = X[:, None, :] - means[None, :, :]  # (N, K, D): elementwise, no (D, D)
+        variances = np.einsum("nk,nkd->kd", resp, diff * diff) / n_k[:, None] + reg_covar
+        covariances = variances if covariance == "diag" else variances.mean(axis=1)
+    return n_k / n_k.sum(), means, covariances
 
 
 def m_step(
@@ -204,9 +276,15 @@ def _state(
     n_reseeded: int, hard: bool,
 ) -> EMState:
     """M-step from ``resp``, then the E-step at the new parameters."""
-    weights, means, covariances = m_step(X, resp, model.reg_covar)
-    prec_chol = factor_covariances(covariances, model.reg_covar)
-    log_prob = weighted_log_prob(X, weights, means, prec_chol)
+    family = model.covariance
+    if family == "full":
+        weights, means, covariances = m_step(X, resp, model.reg_covar)
+        prec_chol = factor_covariances(covariances, model.reg_covar)
+    else:
+        weights, means, covariances = m_step_family(X, resp, model.reg_covar, family)
+        prec_chol = factor_family(covariances, family, model.reg_covar,
+                                  float(np.max(X * X, initial=0.0)))
+    log_prob = weighted_log_prob(X, weights, means, prec_chol, family)
     log_norm = logsumexp(log_prob, axis=1)
     log_resp = log_prob - log_norm[:, None]
     if hard:
@@ -322,13 +400,24 @@ class PointEstimatePosterior:
     centred_means : ndarray, shape (K, D), optional
         ``means - centre`` as the fit computed them (avoids re-rounding); derived from
         ``means`` when omitted.
+    covariance : {"full", "diag", "spherical", "tied"}
+        The covariance family.  For the restricted ones ``native`` holds the family's own
+        parameter (diag (K, D) variances, spherical (K,) variances, tied (D, D)), which
+        the densities use (no (D, D) factor per component) and ``native_params`` reports
+        under its name (``variances``, ``variance``, ``covariance``).  ``params`` adds it
+        next to the (K, D, D) ``covariances`` for diag and spherical; not for tied, whose
+        (D, D) array has no component axis and ``Fit.fit_variables`` names array axes by
+        position (component, feature, feature_bis).
+    native : ndarray, optional
+        Required when ``covariance`` is not "full".
     """
 
     kind = PosteriorKind.POINT_ESTIMATE
 
     def __init__(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
                  *, hard: bool = False, centre: np.ndarray | None = None,
-                 centred_means: np.ndarray | None = None) -> None:
+                 centred_means: np.ndarray | None = None, covariance: str = "full",
+                 native: np.ndarray | None = None) -> None:
         self.weights = np.array(weights, dtype=float)
         self.means = np.array(means, dtype=float)
         self.covariances = np.array(covariances, dtype=float)
@@ -338,12 +427,20 @@ class PointEstimatePosterior:
         self._centre = np.zeros(d) if centre is None else np.array(centre, dtype=float)
         self._centred_means = (self.means - self._centre if centred_means is None
                                else np.array(centred_means, dtype=float))
-        self._prec_chol = precision_cholesky(self.covariances)
+        self.covariance = covariance
+        if covariance == "full":
+            self._native = None
+            self._prec_chol = precision_cholesky(self.covariances)
+        else:
+            if native is None:
+                raise ValueError(f"covariance {covariance!r} needs its native parameter")
+            self._native = np.array(native, dtype=float)
+            self._prec_chol = family_precision_factor(self._native, covariance)
 
     def _log_prob(self, x: np.ndarray) -> np.ndarray:
         x = x[:, None] if x.ndim == 1 else x
         return weighted_log_prob(x - self._centre, self.weights, self._centred_means,
-                                 self._prec_chol)
+                                 self._prec_chol, self.covariance)
 
     def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
         log_prob = self._log_prob(x)
@@ -359,17 +456,28 @@ class PointEstimatePosterior:
 
     def draw(self, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """The single point as one chain of one draw, whatever ``n_draws`` asks."""
-        return {name: value[None, None].copy() for name, value in self.params().items()}
+        return {name: value[None, None].copy()
+                for name, value in self.point_estimates().items()}
+
+    def native_params(self) -> dict[str, np.ndarray]:
+        """The family's native covariance parameter by its name (empty for full)."""
+        if self._native is None:
+            return {}
+        return {NATIVE_COVARIANCE_NAMES[self.covariance]: self._native.copy()}
 
     def params(self) -> dict[str, np.ndarray]:
+        """The canonical parameters, plus the native variances of diag and spherical."""
+        out = self.point_estimates()
+        if self.covariance in ("diag", "spherical"):
+            out.update(self.native_params())
+        return out
+
+    def point_estimates(self) -> dict[str, np.ndarray]:
         return {
             "weights": self.weights.copy(),
             "means": self.means.copy(),
             "covariances": self.covariances.copy(),
         }
-
-    def point_estimates(self) -> dict[str, np.ndarray]:
-        return self.params()
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -497,9 +605,13 @@ def fit_kmeans(
 
 def _make_fit(method: str, model, X, centre, run, seed, *, hard: bool) -> Fit:
     state = run.state  # in centred coordinates
-    posterior = PointEstimatePosterior(state.weights, state.means + centre,
-                                       state.covariances, hard=hard, centre=centre,
-                                       centred_means=state.means)
+    family = model.covariance
+    k, d = state.means.shape
+    posterior = PointEstimatePosterior(
+        state.weights, state.means + centre,
+        covariance_matrices(state.covariances, family, k, d), hard=hard, centre=centre,
+        centred_means=state.means, covariance=family,
+        native=None if family == "full" else state.covariances)
     elbo_trace = run.monitor_traces["elbo"]
     loglik_trace = run.monitor_traces["log_likelihood"]
     return fit_from_run(

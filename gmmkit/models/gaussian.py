@@ -18,11 +18,18 @@ from scipy import linalg
 from scipy.special import logsumexp
 
 __all__ = [
+    "COVARIANCE_FAMILIES",
     "LOG_2PI",
     "batched_log_likelihood",
     "batched_weighted_log_prob",
+    "covariance_matrices",
+    "family_log_gaussian_prob",
+    "family_precision_factor",
     "log_det_from_cholesky",
     "log_gaussian_prob",
+    "log_gaussian_prob_diag",
+    "log_gaussian_prob_spherical",
+    "log_gaussian_prob_tied",
     "mahalanobis_sq",
     "normal_logpdf",
     "precision_cholesky",
@@ -32,6 +39,11 @@ __all__ = [
 
 #: log(2 pi), the constant of every Gaussian normaliser.
 LOG_2PI = np.log(2 * np.pi)
+
+#: Covariance families and the shape of their native parameter (scikit-learn's
+#: ``covariance_type``): "full" (K, D, D), "diag" (K, D) variances, "spherical" (K,)
+#: variances, "tied" one (D, D) covariance shared by every component.
+COVARIANCE_FAMILIES = ("full", "diag", "spherical", "tied")
 
 
 def normal_logpdf(x: Any, mean: Any, var: Any) -> np.ndarray:
@@ -113,17 +125,101 @@ def log_gaussian_prob(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -
     )
 
 
+# ----------------------------------------------------------------------------- families
+# The restricted families keep scikit-learn's "precision Cholesky" in its native shape:
+# diag (K, D) and spherical (K,) hold 1 / sd, tied one upper-triangular (D, D) factor P
+# with P P^T = Sigma^{-1}.  Their kernels never form a (D, D) matrix per component:
+# diag and spherical are elementwise, O(NKD); tied is one (N, D) x (D, D) product.
+def log_gaussian_prob_diag(X: np.ndarray, means: np.ndarray, prec_sd: np.ndarray) -> np.ndarray:
+    """log N(x_n | mu_k, diag(sigma_k^2)) with ``prec_sd`` = 1 / sigma_k, (K, D): (N, K)."""
+    d = X.shape[1]
+    y = (X[:, None, :] - means[None, :, :]) * prec_sd[None, :, :]  # (N, K, D)
+    log_det = 2.0 * np.sum(np.log(prec_sd), axis=1)  # log|Lambda_k|
+    return -0.5 * d * LOG_2PI + 0.5 * log_det[None, :] - 0.5 * np.einsum("nkd,nkd->nk", y, y)
+
+
+def log_gaussian_prob_spherical(
+    X: np.ndarray, means: np.ndarray, prec_sd: np.ndarray
+) -> np.ndarray:
+    """log N(x_n | mu_k, sigma_k^2 I) with ``prec_sd`` = 1 / sigma_k, (K,): (N, K)."""
+    d = X.shape[1]
+    diff = X[:, None, :] - means[None, :, :]  # (N, K, D)
+    sq = np.einsum("nkd,nkd->nk", diff, diff)
+    log_det = 2.0 * d * np.log(prec_sd)
+    return -0.5 * d * LOG_2PI + 0.5 * log_det[None, :] - 0.5 * sq * prec_sd[None, :] ** 2
+
+
+def log_gaussian_prob_tied(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
+    """log N(x_n | mu_k, Sigma) with one shared factor ``prec_chol`` (D, D): (N, K)."""
+    d = X.shape[1]
+    y = (X @ prec_chol)[:, None, :] - (means @ prec_chol)[None, :, :]  # (N, K, D)
+    log_det = 2.0 * np.sum(np.log(np.diagonal(prec_chol)))
+    return -0.5 * d * LOG_2PI + 0.5 * log_det - 0.5 * np.einsum("nkd,nkd->nk", y, y)
+
+
+_FAMILY_KERNELS = {
+    "full": log_gaussian_prob,
+    "diag": log_gaussian_prob_diag,
+    "spherical": log_gaussian_prob_spherical,
+    "tied": log_gaussian_prob_tied,
+}
+
+
+def family_log_gaussian_prob(
+    X: np.ndarray, means: np.ndarray, precision_factor: np.ndarray, covariance: str
+) -> np.ndarray:
+    """log N(x_n | mu_k, Sigma_k), shape (N, K), for a family's native precision factor
+    (see :func:`family_precision_factor`)."""
+    return _FAMILY_KERNELS[covariance](X, means, precision_factor)
+
+
+def family_precision_factor(covariances: np.ndarray, covariance: str) -> np.ndarray:
+    """The native precision factor of native covariances, as scikit-learn's
+    ``_compute_precision_cholesky``: full (K, D, D) and tied (D, D) upper-triangular
+    Cholesky factors of the precisions, diag (K, D) and spherical (K,) 1 / sd.
+
+    Raises :class:`NotPositiveDefinite` naming the component (0 for tied).
+    """
+    covariances = np.asarray(covariances, dtype=float)
+    if covariance == "full":
+        return precision_cholesky(covariances)
+    if covariance == "tied":
+        return precision_cholesky(covariances[None])[0]
+    bad = np.flatnonzero(np.any((covariances <= 0).reshape(covariances.shape[0], -1), axis=1))
+    if bad.size:
+        raise NotPositiveDefinite(int(bad[0]))
+    return 1.0 / np.sqrt(covariances)
+
+
+def covariance_matrices(covariances: np.ndarray, covariance: str, n_components: int,
+                        n_features: int) -> np.ndarray:
+    """A family's native covariances as (K, D, D) matrices."""
+    covariances = np.asarray(covariances, dtype=float)
+    if covariance == "full":
+        return covariances.copy()
+    if covariance == "tied":
+        return np.repeat(covariances[None], n_components, axis=0)
+    variances = (covariances if covariance == "diag"
+                 else np.repeat(covariances[:, None], n_features, axis=1))
+    out = np.zeros((n_components, n_features, n_features))
+    out[:, np.arange(n_features), np.arange(n_features)] = variances
+    return out
+
+
 # ----------------------------------------------------------------------------- mixtures
 def weighted_log_prob(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, prec_chol: np.ndarray
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, prec_chol: np.ndarray,
+    covariance: str = "full",
 ) -> np.ndarray:
     """log pi_k + log N(x_n | mu_k, Sigma_k), shape (N, K), for validated inputs.
 
+    ``prec_chol`` is the family's native precision factor (:func:`family_precision_factor`);
+    by default the (K, D, D) Cholesky factors of full precisions.
     ``log(0) = -inf`` for a zero weight is intended: that component has no mass.
     """
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
-    return log_weights[None, :] + log_gaussian_prob(X, means, prec_chol)
+    return log_weights[None, :] + _FAMILY_KERNELS[covariance](X, means, prec_chol)
 
 
 def batched_weighted_log_prob(

@@ -29,6 +29,7 @@ from gmmkit._validation import (
 )
 from gmmkit.models.base import MixtureData
 from gmmkit.models.gaussian import (
+    COVARIANCE_FAMILIES,
     NotPositiveDefinite,
     batched_log_likelihood,
     batched_weighted_log_prob,
@@ -38,6 +39,7 @@ from gmmkit.models.gaussian import (
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "NATIVE_COVARIANCE_NAMES",
     "GaussianMixture",
     "batched_log_likelihood",
     "batched_weighted_log_prob",
@@ -49,9 +51,12 @@ __all__ = [
     "weighted_log_prob",
 ]
 
-#: Covariance structures the model is designed for; only "full" is implemented so far.
-COVARIANCE_TYPES = ("full",)
-_PLANNED_COVARIANCE_TYPES = ("diag", "spherical", "tied")
+#: Covariance structures of the maximum-likelihood mixture (scikit-learn's
+#: ``covariance_type``): "full", "diag", "spherical" and "tied".
+COVARIANCE_TYPES = COVARIANCE_FAMILIES
+#: The name of each family's native covariance parameter in ``Fit.variational_params``.
+NATIVE_COVARIANCE_NAMES = {"full": "covariances", "diag": "variances",
+                           "spherical": "variance", "tied": "covariance"}
 #: Tolerance on |sum(weights) - 1| accepted by the density utilities.
 WEIGHT_SUM_TOL = 1e-8
 #: Relative tolerance on the asymmetry of a covariance matrix.
@@ -225,13 +230,15 @@ class GaussianMixture:
     ----------
     n_components : int
         K >= 1.
-    covariance : {"full"}
-        Covariance structure.  Only "full" is implemented; "diag", "spherical" and "tied"
-        are planned and refused with a clear message for now.
+    covariance : {"full", "diag", "spherical", "tied"}
+        Covariance structure, as scikit-learn's ``covariance_type``: a full (K, D, D)
+        covariance per component, a diagonal one (K, D variances), one variance per
+        component (sigma_k^2 I), or one full covariance shared by every component.
     reg_covar : float
-        Non-negative value added to the diagonal of every covariance in the M-step (as in
-        scikit-learn), which keeps a component that collapses onto a few points from
-        becoming singular.  0 gives the textbook maximum-likelihood update.
+        Non-negative value added to the diagonal of every covariance (to every variance
+        for "diag" and "spherical") in the M-step, as in scikit-learn, which keeps a
+        component that collapses onto a few points from becoming singular.  0 gives the
+        textbook maximum-likelihood update.
     """
 
     n_components: int
@@ -240,10 +247,6 @@ class GaussianMixture:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_components", check_int("n_components", self.n_components, 1))
-        if self.covariance in _PLANNED_COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance {self.covariance!r} is not implemented yet; expected 'full'"
-            )
         check_choice("covariance", self.covariance, COVARIANCE_TYPES)
         try:
             reg = float(self.reg_covar)
@@ -265,6 +268,20 @@ class GaussianMixture:
     means_variable = "means"
     #: Fewest points a fit needs (besides N >= K, which ``gmmkit.fit`` enforces).
     min_points = 1
+
+    def n_parameters(self, n_features: int) -> int:
+        """Number of free parameters for data of ``n_features`` features (as
+        scikit-learn's ``_n_parameters``): K - 1 weights, K D means, and the covariances,
+        K D (D + 1) / 2 (full), K D (diag), K (spherical) or D (D + 1) / 2 (tied)."""
+        d = check_int("n_features", n_features, 1)
+        k = self.n_components
+        cov = {
+            "full": k * d * (d + 1) // 2,
+            "diag": k * d,
+            "spherical": k,
+            "tied": d * (d + 1) // 2,
+        }[self.covariance]
+        return (k - 1) + k * d + cov
 
     def to_dict(self) -> dict[str, Any]:
         return {
