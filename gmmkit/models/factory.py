@@ -44,7 +44,7 @@ def default_prior_sd(x: Any) -> float:
 def build_model(
     kind: str, n_components: int, X: Any, *, alpha0: float | None = None,
     beta0: float = 1.0, nu0: float | None = None, prior_sd: float | None = None,
-    obs_sd: float = 1.0, reg_covar: float = 1e-6,
+    obs_sd: float = 1.0, reg_covar: float = 1e-6, covariance: str = "full",
 ) -> Model:
     """The model of ``kind`` with its prior options; ``None`` priors take the defaults.
 
@@ -60,6 +60,8 @@ def build_model(
         UnivariateGMM prior sd (None: :func:`default_prior_sd`) and noise sd.
     reg_covar : float
         GaussianMixture covariance regularisation.
+    covariance : {"full", "diag", "spherical", "tied"}
+        Covariance family of the gmm model (the bayesian model refuses all but "full").
     """
     check_choice("model", kind, MODEL_KINDS)
     model_type = MODEL_KINDS[kind]
@@ -74,5 +76,6 @@ def build_model(
             prior_sd = default_prior_sd(X)
         return UnivariateGMM(n_components, prior_sd=prior_sd, obs_sd=obs_sd)
     if model_type is BayesianGMM:
-        return BayesianGMM(n_components, alpha0=alpha0, beta0=beta0, nu0=nu0)
-    return GaussianMixture(n_components, reg_covar=reg_covar)
+        return BayesianGMM(n_components, alpha0=alpha0, beta0=beta0, nu0=nu0,
+                           covariance=covariance)
+    return GaussianMixture(n_components, covariance=covariance, reg_covar=reg_covar)
