@@ -253,7 +253,7 @@ def test_an_empty_initial_component_is_reseeded_and_finite(family):
     X = DATA["2d"]
     model = GaussianMixture(3, covariance=family)
     centre = X.mean(axis=0)
-    init_means = np.array([centre, centre + [5.0, 0.0], centre + [500.0, 500.0]])
+    init_means = centre + np.array([[0.0, 0.0], [5.0, 0.0], [500.0, 500.0]])
     for method in (em.fit_em, em.fit_kmeans):
         fit = method(model, X, seed=0, n_init=1, init=init_means, tol=1e-10, max_iter=200,
                      progress=False, method="em")
