@@ -16,6 +16,14 @@ log-likelihood (PRML 9.23); the M-step maximises the ELBO over theta for that r
     N_k = sum_n r_nk,  mu_k = sum_n r_nk x_n / N_k,  pi_k = N_k / N,
     Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k + reg_covar I.
 
+**Covariance families** (``GaussianMixture(covariance=...)``, scikit-learn's
+``covariance_type``): "diag" keeps the weighted variance of each feature, "spherical" their
+mean over features, "tied" sum_k N_k Sigma_k / N, each plus ``reg_covar`` (see
+:func:`m_step_family`).  The state holds them in their native shapes with the matching
+precision factor, and the E-step uses the family's kernel in ``gmmkit.models.gaussian``
+(elementwise for diag and spherical, one shared Cholesky factor for tied); only the fit's
+posterior expands them to (K, D, D) matrices.  "full" runs exactly the code it always did.
+
 As in scikit-learn, ``N_k + 10 eps`` is used so that an empty component gives no NaN, and
 ``reg_covar`` is added to the diagonal so a component collapsing onto a few points does
 not become singular.  Per iteration t the fit records
