@@ -54,7 +54,7 @@ def two_labellings(three_clusters_10sd):
 
 
 def test_chains_in_two_labellings_are_relabelled_and_converge(two_labellings):
-    model, x, cavi, clean, nuts = two_labellings
+    _, _, cavi, clean, nuts = two_labellings
     # Before relabelling the chains disagree completely ...
     raw = _arviz.draws_diagnostics({"mu": nuts.posterior.draws["mu"]})
     assert raw["rhat_max"] > 1.5
@@ -110,7 +110,7 @@ def two_modes(three_clusters_10sd):
 
 
 def test_a_reference_in_two_modes_is_flagged_and_gets_no_agreement_numbers(two_modes):
-    cavi, comparison = two_modes
+    _, comparison = two_modes
     assert comparison.reference == "nuts" and not comparison.reference_converged
     problems = comparison.reference_problems
     assert any(p.startswith("r-hat") for p in problems)
@@ -168,7 +168,7 @@ def test_a_non_sampler_reference_has_nothing_to_check(three_clusters_10sd):
 
 # ----------------------------------------------------------------------------- table
 def test_columns_that_do_not_apply_are_nan_never_zero(two_labellings):
-    model, x, cavi, _, nuts = two_labellings
+    _, _, cavi, _, nuts = two_labellings
     truth = {"means": np.array([-10.0, 0.0, 10.0]), "weights": np.full(3, 1 / 3),
              "covariances": np.ones((3, 1, 1))}
     table = compare([cavi, nuts], truth=truth, n_draws=200, psis_draws=200).table
