@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIT_GROUP",
+    "draws_diagnostics",
     "ess",
     "from_netcdf",
     "loo",
@@ -226,6 +227,56 @@ def plot_trace(idata: az.InferenceData, *, var_names=None, axes=None, **kwargs):
 
 
 # ---------------------------------------------------------------------- PyMC samplers
+#: The per-draw sampler statistics gmmkit keeps, under ArviZ's (and PyMC's) names:
+#: what ``az.plot_energy``, divergence counts and step-size checks read.
+SAMPLE_STATS = ("diverging", "energy", "tree_depth", "step_size", "lp", "acceptance_rate")
+
+
+def sample_stats_arrays(idata: Any) -> dict[str, np.ndarray]:
+    """The :data:`SAMPLE_STATS` a PyMC ``InferenceData`` holds, as (chain, draw) arrays."""
+    stats = getattr(idata, "sample_stats", None)
+    if stats is None:
+        return {}
+    out = {}
+    for name in SAMPLE_STATS:
+        if name in stats:
+            value = np.asarray(stats[name].values)
+            out[name] = value.astype(bool) if name == "diverging" else value
+    return out
+
+
+def draws_diagnostics(draws: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Worst rank-normalised r-hat and bulk/tail ESS over every entry of ``draws``.
+
+    ``draws`` maps names to arrays with leading (chain, draw) axes (for example
+    relabelled component means and weights).  Returns ``rhat_max``, ``ess_bulk_min``,
+    ``ess_tail_min`` and the per-variable arrays under ``rhat``, ``ess_bulk`` and
+    ``ess_tail``.
+    """
+    with _quiet(), warnings.catch_warnings():
+        # a constant entry (fixed weights, a pinned component) has undefined r-hat: NaN
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        dataset = _az().convert_to_dataset({k: np.asarray(v, dtype=float)
+                                            for k, v in draws.items()})
+        rhat_ds = _az().rhat(dataset)
+        bulk = _az().ess(dataset, method="bulk")
+        tail = _az().ess(dataset, method="tail")
+
+    def worst(ds, fn):
+        values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
+        values = values[np.isfinite(values)]
+        return float(fn(values)) if values.size else float("nan")
+
+    return {
+        "rhat": {v: np.asarray(rhat_ds[v].values) for v in rhat_ds.data_vars},
+        "ess_bulk": {v: np.asarray(bulk[v].values) for v in bulk.data_vars},
+        "ess_tail": {v: np.asarray(tail[v].values) for v in tail.data_vars},
+        "rhat_max": worst(rhat_ds, np.max),
+        "ess_bulk_min": worst(bulk, np.min),
+        "ess_tail_min": worst(tail, np.min),
+    }
+
+
 def sampler_diagnostics(idata: az.InferenceData, var_names: Sequence[str]) -> dict[str, Any]:
     """Worst r-hat, bulk/tail ESS and the number of divergences of a sampler's output."""
     with _quiet():

@@ -238,8 +238,13 @@ class Fit:
         Returns
         -------
         arviz.InferenceData
-            Groups ``posterior``, ``observed_data``, ``log_likelihood`` (see above) and
-            ``fit`` (ELBO trace and variational parameters).
+            Groups ``posterior``, ``observed_data``, ``log_likelihood`` (see above),
+            ``sample_stats`` (sampler fits that record them, e.g. NUTS: ``diverging``,
+            ``energy``, ``tree_depth``, ``step_size``, ``lp``, ``acceptance_rate``) and
+            ``fit`` (ELBO trace and variational parameters).  Every group's attrs carry
+            ``gmmkit_posterior_kind`` (the :class:`PosteriorKind` name) and
+            ``gmmkit_draws_from_q`` (1 when the draws come from a fitted variational q,
+            which are not posterior draws: PSIS-LOO and r-hat do not apply to them).
         """
         draws = check_int("draws", draws, 1)
         if log_likelihood not in (None, True, False):
@@ -250,11 +255,16 @@ class Fit:
         posterior = self.posterior.draw(draws, rng)
         chain, draw = next(iter(posterior.values())).shape[:2]
         n_floats = chain * draw * self.data.shape[0]
+        kind = self.posterior.kind
         attrs = {
             "gmmkit_method": self.method,
             "gmmkit_model": repr(self.model),
-            "point_estimate": int(self.posterior.kind.is_point_estimate),
-            "posterior_kind": self.posterior.kind.name,
+            "point_estimate": int(kind.is_point_estimate),
+            "posterior_kind": kind.name,
+            # Draws from a fitted q are not posterior draws: say so on every group, so
+            # that PSIS-LOO or r-hat on them can be refused (gmmkit.comparisons.loo).
+            "gmmkit_posterior_kind": kind.name,
+            "gmmkit_draws_from_q": int(kind.is_variational),
         }
         loglik = None
         if log_likelihood is False:
@@ -273,7 +283,18 @@ class Fit:
             log_likelihood=loglik,
             fit_variables=self.fit_variables(),
             attrs=attrs,
+            sample_stats=self._sample_stats((chain, draw)),
         )
+
+    def _sample_stats(self, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
+        """The sampler's per-draw statistics when the posterior holds sampler draws and
+        records them with one value per stored (chain, draw), else None."""
+        if not self.posterior.kind.is_posterior_sample:
+            return None
+        stats = getattr(self.posterior, "sample_stats", None) or {}
+        kept = {name: np.asarray(value) for name, value in stats.items()
+                if np.shape(value)[:2] == shape}
+        return kept or None
 
     @cached_property
     def idata(self):

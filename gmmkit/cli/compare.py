@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from gmmkit.inference.methods import ADVI, CAVI, EM, KMEANS, NUTS, methods_for
 #: reference); for the maximum-likelihood model, EM and k-means.
 BAYESIAN_METHODS = (CAVI, ADVI, NUTS)
 DEFAULT_METHODS = {"gmm": (EM, KMEANS)}
+#: Exit status when the report was written but the reference's draws failed their checks.
+EXIT_REFERENCE_NOT_CONVERGED = 3
 
 COMPARE_EPILOG = """\b
 Examples:
@@ -53,6 +56,12 @@ that applies to none of --methods is refused. --labels COL adds truth columns.
 Writes to --out: table.csv, summary.csv (ArviZ summary of every aligned fit),
 report.md (the table and a plain-language reading), elbo.png, fit.png, forest.png,
 khat.png, trace_METHOD.png and fits/METHOD.nc (the aligned InferenceData).
+
+\b
+Exit status: 0 done; 3 the report was written, but the reference (a sampler) did not
+converge after relabelling its chains (r-hat > 1.01, ESS < 100 per chain, divergences,
+or chains in different modes), so its agreement columns are left blank; 2 bad input;
+130 interrupted; 1 unexpected error.
 """
 
 def _truth_from_labels(X: Any, labels: Any) -> dict[str, Any]:
@@ -152,5 +161,14 @@ def compare(
     if not quiet:
         print_comparison(comparison, title=f"{type(model).__name__}, K = {components}")
     click.echo(f"wrote {out_dir}")
+    if not comparison.reference_converged:
+        # The report is written (and says why); the exit status says it is not to be
+        # believed as it stands.
+        click.echo(
+            f"gmmkit: reference {comparison.reference!r} did not converge "
+            f"({'; '.join(comparison.reference_problems)}); agreement not reported",
+            err=True,
+        )
+        sys.exit(EXIT_REFERENCE_NOT_CONVERGED)
 
 

@@ -10,9 +10,10 @@ match a reference:
   (``scipy.optimize.linear_sum_assignment``);
 * posteriors that store draws (NUTS, SMC, ADVI through PyMC) are relabelled draw by draw
   against a pivot, the reference's point-estimate means (pivotal reordering, Marin,
-  Mengersen & Robert 2005, section 4.2), so that summaries of label-switched chains mean
-  something; chains whose draws needed different labellings are flagged in
-  ``fit.diagnostics["label_switching"]``.
+  Mengersen & Robert 2005, section 4.2), after one permutation per chain (each chain's
+  own label-consistent pivot matched to the reference), so that summaries of
+  label-switched chains mean something; chains whose draws needed different labellings
+  are flagged in ``fit.diagnostics["label_switching"]``.
 
 The input fit is never modified.
 """
@@ -37,6 +38,8 @@ __all__ = [
     "PermutedPosterior",
     "RelabelledDrawsPosterior",
     "align",
+    "aligned_inference_data",
+    "chain_permutations",
     "matching_permutation",
     "reference_means",
     "relabel_permutations",
@@ -309,22 +312,12 @@ def _relabel_draws(draws: Mapping[str, np.ndarray], perms: np.ndarray,
 
 
 # ----------------------------------------------------------------------------- align
-def self_pivot(fit: Fit, n_rounds: int = 10) -> np.ndarray:
-    """A label-consistent pivot for a fit's own draws, shape (K, D).
-
-    The average of label-switched draws is meaningless, so start from the last draw of
-    the first chain and alternate relabelling every draw against the pivot with
-    re-averaging the relabelled means (Stephens 2000, Algorithm 2, with squared distance
-    as the loss) until the labelling stops changing.
-    """
-    draws = stored_draws(fit.posterior)
-    own = reference_means(fit.means, name="fit")
-    if draws is None:
-        return own
-    means = fit.model.component_means(draws)
-    scale = _feature_scale(fit.data)
-    pivot = means[0, -1]
-    previous = None
+def _stephens_pivot(means: np.ndarray, scale: np.ndarray, start: np.ndarray,
+                    n_rounds: int = 10) -> np.ndarray:
+    """Alternate relabelling every draw of ``means`` (chain, draw, K, D) against a pivot
+    with re-averaging the relabelled means, from ``start``, until the labelling stops
+    changing (Stephens 2000, Algorithm 2, with squared distance as the loss)."""
+    pivot, previous = start, None
     for _ in range(n_rounds):
         perms = relabel_permutations(means, pivot, scale)
         if previous is not None and np.array_equal(perms, previous):
@@ -332,6 +325,45 @@ def self_pivot(fit: Fit, n_rounds: int = 10) -> np.ndarray:
         relabelled = np.take_along_axis(means, perms[..., None], axis=2)
         pivot, previous = relabelled.mean(axis=(0, 1)), perms
     return pivot
+
+
+def chain_pivots(means: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Each chain's own label-consistent pivot, shape (chain, K, D), from its draws'
+    component means (chain, draw, K, D), each started from the chain's last draw."""
+    return np.stack([
+        _stephens_pivot(means[c : c + 1], scale, means[c, -1]) for c in range(means.shape[0])
+    ])
+
+
+def chain_permutations(means: np.ndarray, target: np.ndarray,
+                       scale: np.ndarray) -> np.ndarray:
+    """One permutation per chain, shape (chain, K): the matching of each chain's own
+    pivot (:func:`chain_pivots`) to ``target`` (K, D).  ``perms[c, k]`` is chain c's
+    component that becomes component k."""
+    pivots = chain_pivots(means, scale)
+    return np.stack([matching_permutation(p, target, scale) for p in pivots])
+
+
+def self_pivot(fit: Fit, n_rounds: int = 10) -> np.ndarray:
+    """A label-consistent pivot for a fit's own draws, shape (K, D).
+
+    The average of label-switched draws is meaningless, so every chain is first brought
+    onto one labelling: each chain's own pivot (Stephens' algorithm within the chain,
+    started from its last draw) is matched to the first chain's, and the matched chain
+    pivots averaged.  From there, relabelling every draw against the pivot alternates
+    with re-averaging the relabelled means (Stephens 2000, Algorithm 2, with squared
+    distance as the loss) until the labelling stops changing.  Chains that sampled
+    different labellings of one mode therefore end on one labelling.
+    """
+    draws = stored_draws(fit.posterior)
+    own = reference_means(fit.means, name="fit")
+    if draws is None:
+        return own
+    means = fit.model.component_means(draws)
+    scale = _feature_scale(fit.data)
+    pivots = chain_pivots(means, scale)
+    matched = [p[matching_permutation(p, pivots[0], scale)] for p in pivots]
+    return _stephens_pivot(means, scale, np.mean(matched, axis=0), n_rounds)
 
 
 def align(fit: Fit, to: Any = None) -> Fit:
@@ -353,7 +385,9 @@ def align(fit: Fit, to: Any = None) -> Fit:
         reference's labels.  For draws-based posteriors, ``diagnostics`` gains
         ``"label_switching"`` ({chain: fraction of its draws whose labelling differs from
         the chain's most common one}), ``"relabelled_fraction"`` ({chain: fraction of draws
-        that were permuted}) and ``"switched_chains"`` (chains with any switch).
+        that were permuted}), ``"switched_chains"`` (chains with any switch) and
+        ``"chain_permutations"`` ({chain: the permutation that first brought the whole
+        chain onto the reference's labelling}).
 
     Raises
     ------
@@ -381,7 +415,13 @@ def align(fit: Fit, to: Any = None) -> Fit:
         responsibilities = np.asarray(fit.responsibilities)[:, perm]
         return dataclasses.replace(fit, posterior=posterior, responsibilities=responsibilities)
 
-    perms = relabel_permutations(fit.model.component_means(draws), pivot, scale)  # (chain, draw, K)
+    # First one permutation per chain (its own pivot matched to the reference's), then
+    # one per draw of the chain-relabelled means; ``perms`` composes the two.
+    draw_means = fit.model.component_means(draws)  # (chain, draw, K, D)
+    by_chain = chain_permutations(draw_means, pivot, scale)  # (chain, K)
+    chain_means = np.take_along_axis(draw_means, by_chain[:, None, :, None], axis=2)
+    per_draw = relabel_permutations(chain_means, pivot, scale)  # (chain, draw, K)
+    perms = np.take_along_axis(by_chain[:, None, :], per_draw, axis=2)
     relabelled = _relabel_draws(draws, perms, axes)
     posterior = RelabelledDrawsPosterior(fit.posterior, relabelled, perms, fit.model)
     identity = np.arange(perms.shape[-1])
@@ -395,8 +435,21 @@ def align(fit: Fit, to: Any = None) -> Fit:
         "label_switching": switched,
         "relabelled_fraction": relabelled_fraction,
         "switched_chains": tuple(c for c, f in switched.items() if f > 0),
+        "chain_permutations": {c: tuple(int(i) for i in p) for c, p in enumerate(by_chain)},
     }
     responsibilities = np.exp(posterior.log_responsibilities(np.asarray(fit.data)))
     return dataclasses.replace(
         fit, posterior=posterior, responsibilities=responsibilities, diagnostics=diagnostics
     )
+
+
+def aligned_inference_data(
+    fit: Fit, to: Any = None, *, draws: int = 1000, seed: int | None = None,
+    log_likelihood: bool | None = None,
+):
+    """``align(fit, to).to_inference_data(...)``: the fit's InferenceData with component k
+    meaning the reference's component k, ready for ``az.plot_forest`` next to the
+    reference's.  ``draws``, ``seed`` and ``log_likelihood`` as in
+    :meth:`Fit.to_inference_data`."""
+    return align(fit, to).to_inference_data(draws=draws, seed=seed,
+                                            log_likelihood=log_likelihood)

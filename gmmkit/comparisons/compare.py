@@ -28,15 +28,19 @@ from gmmkit.comparisons.align import (
 )
 from gmmkit.comparisons.diagnostics import (
     KHAT_THRESHOLD,
+    REFERENCE_REMEDY,
     PsisResult,
     has_importance_weights,
     psis_diagnostics,
+    reference_diagnostics,
 )
 from gmmkit.comparisons.evidence import EvidenceEstimate, choose_evidence, evidence_estimates
 from gmmkit.inference.methods import METHODS
 from gmmkit.result import Fit
 
 __all__ = [
+    "AGREEMENT_COLUMNS",
+    "REFERENCE_NOT_CONVERGED",
     "TABLE_COLUMNS",
     "TRUTH_COLUMNS",
     "Comparison",
@@ -47,12 +51,24 @@ __all__ = [
     "wasserstein_gaussian",
 ]
 
-#: The columns of ``Comparison.table``, in order (truth columns only with ``truth``).
-TABLE_COLUMNS = (
-    "method", "elbo", "elbo_se", "log_evidence", "log_evidence_se", "log_evidence_source",
-    "elbo_gap", "wall_s", "n_iter", "converged", "psis_khat", "trust_q",
+#: The agreement of every fit with the reference: numbers only when the reference can be
+#: trusted (NaN otherwise, with ``agreement_note`` saying why).
+AGREEMENT_COLUMNS = (
     "mean_shift_max", "mean_shift_mean", "sd_ratio_max", "sd_ratio_mean", "sd_ratio_min",
-    "w2_means", "ari",
+    "w2_means",
+)
+#: ``agreement_note`` of every row when the reference's draws failed its checks.
+REFERENCE_NOT_CONVERGED = "reference not converged"
+
+#: The columns of ``Comparison.table``, in order (truth columns only with ``truth``); the
+#: index is the fit's name (``fit``).  Columns that do not apply to a fit are NaN, never 0:
+#: ``elbo`` (and its se and gap) for Bayesian fits only, ``log_likelihood`` (log p(x |
+#: theta-hat), maximum likelihood) for point estimates only, ``psis_khat`` for variational
+#: fits, ``rhat_max`` and ``ess_bulk_min`` (after relabelling) for sampler fits.
+TABLE_COLUMNS = (
+    "method", "elbo", "elbo_se", "log_likelihood", "log_evidence", "log_evidence_se",
+    "log_evidence_source", "elbo_gap", "wall_s", "n_iter", "converged", "psis_khat",
+    "trust_q", "rhat_max", "ess_bulk_min", *AGREEMENT_COLUMNS, "agreement_note", "ari",
 )
 TRUTH_COLUMNS = ("truth_mean_error", "truth_weight_error", "truth_cov_error", "truth_ari")
 
@@ -159,7 +175,8 @@ def truth_errors(fit: Fit, truth: Any) -> dict[str, float]:
     ``truth`` is a MixtureData or a dict with ``means`` and optional ``weights``,
     ``covariances`` and ``labels``.  Returns ``truth_mean_error`` (over all K*D
     entries), ``truth_weight_error``, ``truth_cov_error`` (over all entries) and
-    ``truth_ari`` (hard assignments against the true labels), NaN where unknown.
+    ``truth_ari`` (hard assignments against the true labels), NaN where unknown or where
+    the model fixes the parameter instead of estimating it.
     """
     parts = truth_parts(truth)
     means = reference_means(fit.means, name="fit")
@@ -175,9 +192,12 @@ def truth_errors(fit: Fit, truth: Any) -> dict[str, float]:
     else:
         perm = matching_permutation(means, parts["means"])
         out["truth_mean_error"] = float(np.abs(means[perm] - parts["means"]).mean())
-        if "weights" in parts:
+        # Weights or covariances the model fixes (the univariate model's 1/K and tau^2)
+        # are not estimated: no error is reported for them (NaN, not a perfect 0).
+        free = fit.model.parameter_dims
+        if "weights" in parts and "weights" in free:
             out["truth_weight_error"] = float(np.abs(fit.weights[perm] - parts["weights"]).mean())
-        if "covariances" in parts:
+        if "covariances" in parts and "covariances" in free:
             true_cov = parts["covariances"].reshape(fit.covariances.shape)
             out["truth_cov_error"] = float(np.abs(fit.covariances[perm] - true_cov).mean())
     labels = parts.get("labels")
@@ -321,11 +341,22 @@ def compare(
         )
 
     aligned_ref = _align(ref_fit, None)
+    live = np.asarray(aligned_ref.weights) >= min_weight  # components the agreement uses
+    if not live.any():
+        raise ValueError(
+            f"min_weight must leave at least one component of the reference "
+            f"{reference!r}, whose largest weight is {float(np.max(aligned_ref.weights)):.3g}; "
+            f"got {min_weight!r}"
+        )
+    aligned_ref = _with_reference_checks(aligned_ref, live)
     aligned = {
         name: aligned_ref if name == reference
-        else (fit if fit.n_components != k_ref else _align(fit, aligned_ref))
+        else (fit if fit.n_components != k_ref
+              else _with_reference_checks(_align(fit, aligned_ref), live))
         for name, fit in named.items()
     }
+    reference_problems = tuple(aligned_ref.diagnostics.get("reference_problems", ()))
+    reference_converged = not reference_problems
     psis = {}
     for name, fit in named.items():
         if has_importance_weights(fit):
@@ -335,13 +366,6 @@ def compare(
                 continue  # a posterior that refuses importance weights: no k-hat
     evidence = _evidence_by_model(named, psis, exact_evidence)
     draws = {name: parameter_draws(fit, n_draws, seed) for name, fit in aligned.items()}
-    live = np.asarray(aligned_ref.weights) >= min_weight  # components the agreement uses
-    if not live.any():
-        raise ValueError(
-            f"min_weight must leave at least one component of the reference "
-            f"{reference!r}, whose largest weight is {float(np.max(aligned_ref.weights)):.3g}; "
-            f"got {min_weight!r}"
-        )
     ref_labels = np.argmax(aligned_ref.responsibilities, axis=1)
 
     rows = []
@@ -350,27 +374,41 @@ def compare(
         value, se, source = ((chosen.value, chosen.se, chosen.source) if chosen is not None
                              else (np.nan, np.nan, reason))
         khat = psis[name].khat if name in psis else np.nan
+        kind = fit.posterior.kind
+        # A point estimate's objective bounds the likelihood at that point, not the
+        # evidence: it goes in its own column, never ranked against Bayesian ELBOs.
+        elbo = np.nan if kind.is_point_estimate else float(fit.elbo)
+        checks = aligned[name].diagnostics if kind.is_posterior_sample else {}
         row = {
             "fit": name,
             "method": fit.method,
-            "elbo": float(fit.elbo),
-            "elbo_se": float(fit.elbo_se) if np.isfinite(fit.elbo) else np.nan,
+            "elbo": elbo,
+            "elbo_se": float(fit.elbo_se) if np.isfinite(elbo) else np.nan,
+            "log_likelihood": _point_log_likelihood(fit),
             "log_evidence": value,
             "log_evidence_se": se,
             "log_evidence_source": source,
-            "elbo_gap": value - float(fit.elbo),
+            "elbo_gap": value - elbo,
             "wall_s": float(fit.elapsed_s),
             "n_iter": int(fit.n_iter),
             "converged": bool(fit.converged),
             "psis_khat": khat,
             "trust_q": "n/a" if not np.isfinite(khat)
             else ("do not trust this q" if khat > KHAT_THRESHOLD else "ok"),
+            "rhat_max": float(checks.get("rhat_max", np.nan)),
+            "ess_bulk_min": float(checks.get("ess_bulk_min", np.nan)),
         }
-        if fit.n_components == k_ref:
+        if fit.n_components != k_ref:
+            row.update(dict.fromkeys(AGREEMENT_COLUMNS, np.nan))
+            row["agreement_note"] = f"different K ({fit.n_components})"
+        elif not reference_converged:
+            # Agreement with draws that have not converged is not a number to believe.
+            row.update(dict.fromkeys(AGREEMENT_COLUMNS, np.nan))
+            row["agreement_note"] = REFERENCE_NOT_CONVERGED
+        else:
             row.update(agreement(_components(draws[name], live),
                                  _components(draws[reference], live)))
-        else:
-            row.update(dict.fromkeys(TABLE_COLUMNS[12:18], np.nan))
+            row["agreement_note"] = ""
         row["ari"] = float(
             adjusted_rand_score(ref_labels, np.argmax(aligned[name].responsibilities, axis=1))
         )
@@ -383,11 +421,40 @@ def compare(
         fits=named, aligned=aligned, reference=reference, truth=truth, table=table,
         psis=psis, n_draws=n_draws, seed=seed,
         evidence={key: tuple(estimates) for key, (estimates, _, _) in evidence.items()},
+        reference_converged=reference_converged, reference_problems=reference_problems,
     )
 
 
 def _align(fit: Fit, to: Any) -> Fit:
     return align(fit, to)
+
+
+#: The sampler's own convergence numbers, computed before relabelling.
+_SAMPLER_SUMMARY = ("rhat_max", "ess_bulk_min", "ess_tail_min")
+
+
+def _with_reference_checks(fit: Fit, live: np.ndarray) -> Fit:
+    """An aligned sampler fit with r-hat, ESS, divergences and the chain-mode check
+    computed on its relabelled draws (:func:`reference_diagnostics`) in its diagnostics;
+    the sampler's own numbers (before relabelling) move to ``"before_relabelling"``."""
+    if not fit.posterior.kind.is_posterior_sample:
+        return fit
+    checks = reference_diagnostics(fit, live)
+    before = {k: fit.diagnostics[k] for k in _SAMPLER_SUMMARY if k in fit.diagnostics}
+    diagnostics = {**fit.diagnostics, **checks}
+    for stale in ("rhat", "ess_bulk", "ess_tail"):  # per-variable, on unrelabelled draws
+        diagnostics.pop(stale, None)
+    if before:
+        diagnostics["before_relabelling"] = before
+    return dataclasses.replace(fit, diagnostics=diagnostics)
+
+
+def _point_log_likelihood(fit: Fit) -> float:
+    """log p(x | theta-hat) of a point estimate (its predictive is the likelihood at the
+    point), NaN for every other kind of fit."""
+    if not fit.posterior.kind.is_point_estimate:
+        return float("nan")
+    return float(np.sum(fit.posterior.log_predictive(np.asarray(fit.data))))
 
 
 def _evidence_by_model(
@@ -428,6 +495,13 @@ class Comparison:
     evidence : dict of str to tuple of EvidenceEstimate
         Every evidence estimate of each distinct model (by the model's description),
         flagged ones included (:mod:`gmmkit.comparisons.evidence`).
+    reference_converged : bool
+        Whether the reference passed its checks (sampler draws: r-hat <= 1.01, bulk and
+        tail ESS >= 100 per chain, no divergences, chains in one mode, all after
+        relabelling; other kinds of reference have nothing to check).  When False the
+        agreement columns are NaN and ``agreement_note`` says "reference not converged".
+    reference_problems : tuple of str
+        The checks the reference failed, one plain sentence each.
     """
 
     fits: Mapping[str, Fit]
@@ -440,6 +514,8 @@ class Comparison:
     seed: int = 0
     evidence: Mapping[str, tuple[EvidenceEstimate, ...]] = dataclasses.field(
         default_factory=dict)
+    reference_converged: bool = True
+    reference_problems: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"Comparison(fits={list(self.fits)}, reference={self.reference!r})"
@@ -447,15 +523,34 @@ class Comparison:
     # ------------------------------------------------------------------ ArviZ
     @cached_property
     def _idatas(self) -> dict[str, Any]:
-        return {
-            name: fit.to_inference_data(draws=self.n_draws, seed=self.seed, log_likelihood=False)
-            for name, fit in self.aligned.items()
-        }
+        return {name: self._aligned_idata(name, False) for name in self.aligned}
 
-    def inference_data(self, name: str):
-        """The aligned fit ``name`` as an ``arviz.InferenceData`` (no log-likelihood)."""
+    @cached_property
+    def _idata_cache(self) -> dict[tuple[str, Any], Any]:
+        return {}
+
+    def _aligned_idata(self, name: str, log_likelihood: bool | None):
+        idata = self.aligned[name].to_inference_data(
+            draws=self.n_draws, seed=self.seed, log_likelihood=log_likelihood)
+        for group in idata.groups():
+            idata[group].attrs["gmmkit_aligned_to"] = self.reference
+        return idata
+
+    def inference_data(self, name: str, *, log_likelihood: bool | None = None):
+        """The fit ``name`` with labels aligned to the reference, as an
+        ``arviz.InferenceData`` ready for ``az.plot_forest`` / ``az.plot_trace`` (component
+        k is the same cluster in every fit's data; attrs ``gmmkit_aligned_to``).
+
+        ``log_likelihood`` as in :meth:`Fit.to_inference_data`: None (default) includes
+        the pointwise log-likelihood when draws x N is small, True always, False never.
+        """
         self._check_name(name)
-        return self._idatas[name]
+        if log_likelihood is False:
+            return self._idatas[name]
+        key = (name, log_likelihood)
+        if key not in self._idata_cache:
+            self._idata_cache[key] = self._aligned_idata(name, log_likelihood)
+        return self._idata_cache[key]
 
     def summary(self, **kwargs: Any) -> pd.DataFrame:
         """``az.summary`` of every aligned fit, stacked with a ``fit`` index level."""
@@ -474,6 +569,12 @@ class Comparison:
         """A short plain-language reading of the table, one sentence per finding."""
         t, ref = self.table, self.reference
         lines = []
+        if not self.reference_converged:
+            lines.append(
+                f"The reference {ref} has not converged ({'; '.join(self.reference_problems)}), "
+                f"so its agreement with the other fits is not reported; to fix it, "
+                f"{REFERENCE_REMEDY}."
+            )
         for name, row in t.iterrows():
             if name == ref or not np.isfinite(row["mean_shift_max"]):
                 continue

@@ -42,7 +42,18 @@ from gmmkit import _arviz
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
-__all__ = ["KHAT_THRESHOLD", "PsisResult", "has_importance_weights", "psis_diagnostics"]
+__all__ = [
+    "KHAT_THRESHOLD",
+    "MAX_CHAIN_SEPARATION",
+    "MIN_ESS_PER_CHAIN",
+    "REFERENCE_REMEDY",
+    "RHAT_THRESHOLD",
+    "PsisResult",
+    "has_importance_weights",
+    "loo",
+    "psis_diagnostics",
+    "reference_diagnostics",
+]
 
 #: Above this k-hat the importance weights (and q) should not be trusted (Yao et al. 2018).
 KHAT_THRESHOLD = 0.7
@@ -165,3 +176,171 @@ def psis_diagnostics(
         log_evidence_psis=float(logsumexp(smoothed) - np.log(n_draws)),
         symmetrised=symmetrised,
     )
+
+
+# ----------------------------------------------------------------------------- reference
+#: A reference whose worst r-hat (after relabelling) exceeds this has not converged.
+RHAT_THRESHOLD = 1.01
+#: ... nor one with fewer effective draws (bulk or tail) than this per chain.
+MIN_ESS_PER_CHAIN = 100
+#: ... nor one whose chains' means of a parameter differ by more than this many
+#: within-chain posterior sd after relabelling: the chains sit in different modes.
+MAX_CHAIN_SEPARATION = 3.0
+#: What to do about a reference that has not converged.
+REFERENCE_REMEDY = (
+    "tune longer (--tune), run more chains (--chains), start NUTS from the CAVI/VB "
+    "solution (gmmkit.fit(..., 'nuts', init=<cavi fit>)), or choose a different reference"
+)
+
+
+def _reference_parameters(fit: Fit, live: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Component means (chain, draw, K', D) and, when the model has them as parameters,
+    weights (chain, draw, K') of the (relabelled) stored draws, live components only."""
+    draws = fit.posterior.draws
+    out = {"means": np.asarray(fit.model.component_means(draws), dtype=float)}
+    if "weights" in fit.model.parameter_dims and "weights" in draws:
+        out["weights"] = np.asarray(draws["weights"], dtype=float)
+    if live is not None:
+        out = {name: value[:, :, live] for name, value in out.items()}
+    return out
+
+
+def _chain_separation(params: dict[str, np.ndarray]) -> float:
+    """Largest spread of the chains' means of one parameter entry, in within-chain sd."""
+    worst = 0.0
+    for value in params.values():
+        flat = value.reshape(value.shape[0], value.shape[1], -1)  # (chain, draw, P)
+        if flat.shape[0] < 2 or flat.shape[1] < 2:
+            continue
+        chain_means = flat.mean(axis=1)
+        within = np.sqrt(flat.var(axis=1, ddof=1).mean(axis=0))
+        spread = chain_means.max(axis=0) - chain_means.min(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(within > 0, spread / within, np.where(spread > 0, np.inf, 0.0))
+        worst = max(worst, float(np.max(ratio)))
+    return worst
+
+
+def reference_diagnostics(fit: Fit, live: np.ndarray | None = None) -> dict[str, object]:
+    """Can this (aligned) sampler fit serve as the reference?
+
+    Computed on the relabelled draws of a fit returned by
+    :func:`gmmkit.comparisons.align` (chains first brought onto one labelling, then every
+    draw), over the component means and, where the model has them, the weights of the
+    ``live`` components (a (K,) mask; all by default).
+
+    Returns
+    -------
+    dict
+        ``rhat_max`` (rank-normalised split r-hat), ``ess_bulk_min``, ``ess_tail_min``,
+        ``divergences``, ``chain_separation_max`` (largest spread of the chain means of
+        one parameter, in within-chain sd), ``reference_problems`` (tuple of plain
+        sentences; empty when every check passes) and ``reference_converged``.  For fits
+        whose posterior is not a set of sampler draws there is nothing to check: NaN
+        numbers, no problems.
+    """
+    nan = float("nan")
+    if not fit.posterior.kind.is_posterior_sample:
+        return {"rhat_max": nan, "ess_bulk_min": nan, "ess_tail_min": nan,
+                "divergences": 0, "chain_separation_max": nan,
+                "reference_problems": (), "reference_converged": True}
+    params = _reference_parameters(fit, live)
+    n_chains = next(iter(params.values())).shape[0]
+    diag = _arviz.draws_diagnostics(params)
+    stats = getattr(fit.posterior, "sample_stats", None) or {}
+    if "diverging" in stats:
+        divergences = int(np.sum(stats["diverging"]))
+    else:
+        divergences = int(fit.diagnostics.get("divergences", 0) or 0)
+    separation = _chain_separation(params)
+    problems = []
+    if not diag["rhat_max"] <= RHAT_THRESHOLD:
+        problems.append(f"r-hat {diag['rhat_max']:.3f} > {RHAT_THRESHOLD} after relabelling")
+    need = MIN_ESS_PER_CHAIN * n_chains
+    for key, label in (("ess_bulk_min", "bulk"), ("ess_tail_min", "tail")):
+        if not diag[key] >= need:
+            problems.append(f"{label} ESS {diag[key]:.0f} < {MIN_ESS_PER_CHAIN} per chain "
+                            f"({need})")
+    if divergences > 0:
+        problems.append(f"{divergences} divergent transitions")
+    if separation > MAX_CHAIN_SEPARATION:
+        problems.append(f"chains sit in different modes (after relabelling, chain means "
+                        f"differ by {separation:.1f} posterior sd)")
+    return {
+        "rhat_max": diag["rhat_max"], "ess_bulk_min": diag["ess_bulk_min"],
+        "ess_tail_min": diag["ess_tail_min"], "divergences": divergences,
+        "chain_separation_max": separation,
+        "reference_problems": tuple(problems), "reference_converged": not problems,
+    }
+
+
+# ----------------------------------------------------------------------------- LOO
+def loo(fit_or_idata, *, allow_q_draws: bool = False, draws: int = 1000,
+        seed: int | None = None, **kwargs):
+    """PSIS-LOO (``az.loo``) of a fit or of an InferenceData written by gmmkit.
+
+    Draws from a fitted variational q (CAVI, Bishop's VB, ADVI) are not posterior draws,
+    and PSIS-LOO on them estimates something else; they are refused unless
+    ``allow_q_draws=True``, in which case the result's ``attrs`` say so
+    (``gmmkit_draws_from_q = 1``, ``gmmkit_note``).  A point estimate (one draw) is
+    always refused.
+
+    Parameters
+    ----------
+    fit_or_idata : Fit or arviz.InferenceData
+        A fit (its ``to_inference_data(draws, seed, log_likelihood=True)`` is used) or an
+        InferenceData with a ``log_likelihood`` group.
+    allow_q_draws : bool
+        Accept draws from a fitted q, labelling the result.
+    draws, seed
+        Passed to :meth:`Fit.to_inference_data` for a fit (ignored for sampler fits).
+    **kwargs
+        Passed to ``az.loo`` (``pointwise``, ``scale``, ...).
+
+    Returns
+    -------
+    arviz.ELPDData
+        With ``attrs["gmmkit_posterior_kind"]`` and ``attrs["gmmkit_draws_from_q"]``.
+
+    Raises
+    ------
+    ValueError
+        q draws without ``allow_q_draws``, a point estimate, or no ``log_likelihood``.
+    """
+    if isinstance(fit_or_idata, Fit):
+        idata = fit_or_idata.to_inference_data(draws=draws, seed=seed, log_likelihood=True)
+    else:
+        idata = fit_or_idata
+    groups = idata.groups() if hasattr(idata, "groups") else []
+    if "posterior" not in groups:
+        raise ValueError(f"fit_or_idata must be a gmmkit Fit or an InferenceData with a "
+                         f"posterior group, got {type(fit_or_idata).__name__}")
+    attrs = dict(idata.posterior.attrs)
+    kind = attrs.get("gmmkit_posterior_kind", attrs.get("posterior_kind"))
+    if kind is None:  # not written by gmmkit: take it as posterior draws
+        kind = PosteriorKind.SAMPLER_DRAWS.name
+    from_q = int(attrs.get("gmmkit_draws_from_q",
+                           kind in (PosteriorKind.CLOSED_FORM_Q.name,
+                                    PosteriorKind.Q_DRAWS.name)))
+    if kind == PosteriorKind.POINT_ESTIMATE.name:
+        raise ValueError("PSIS-LOO needs posterior draws; this is a point estimate (one "
+                         "draw), which has no leave-one-out posterior")
+    if from_q and not allow_q_draws:
+        raise ValueError(
+            f"these are draws from a fitted variational q ({kind}), not posterior draws: "
+            "PSIS-LOO on them estimates the q-predictive, not the posterior-predictive, "
+            "accuracy; fit a sampler (NUTS) for LOO, or pass allow_q_draws=True to get it "
+            "labelled as computed on q draws"
+        )
+    if "log_likelihood" not in groups:
+        raise ValueError(
+            "PSIS-LOO needs the pointwise log-likelihood, but the InferenceData has no "
+            "log_likelihood group (write it with to_inference_data(log_likelihood=True))"
+        )
+    result = _arviz.loo(idata, **kwargs)
+    result.attrs["gmmkit_posterior_kind"] = kind
+    result.attrs["gmmkit_draws_from_q"] = from_q
+    if from_q:
+        result.attrs["gmmkit_note"] = ("computed on draws from a fitted variational q, "
+                                       "not on posterior draws")
+    return result

@@ -34,10 +34,14 @@ class DrawsPosterior:
     _BLOCK = 256  # draws per vectorised block: bounds memory at BLOCK * N * K floats
 
     def __init__(self, model, draws: Mapping[str, np.ndarray], *,
-                 approx: VariationalQ | None = None, log_k_factorial: float = 0.0) -> None:
+                 approx: VariationalQ | None = None, log_k_factorial: float = 0.0,
+                 sample_stats: Mapping[str, np.ndarray] | None = None) -> None:
         self.model = model
         self.n_components = model.n_components
         self._draws = {k: np.array(v, dtype=float) for k, v in draws.items()}
+        #: Per-draw sampler statistics (chain, draw) under ArviZ's names (NUTS: diverging,
+        #: energy, tree_depth, step_size, lp, acceptance_rate); empty for other methods.
+        self._sample_stats = {k: np.array(v) for k, v in (sample_stats or {}).items()}
         self._freeze()
         self._approx = approx  # (VariationalQ) for ADVI's importance weights
         # Draws from a fitted q (ADVI) are not posterior draws: say so.
@@ -49,7 +53,7 @@ class DrawsPosterior:
         self.log_k_factorial = float(log_k_factorial)
 
     def _freeze(self) -> None:
-        for value in self._draws.values():
+        for value in (*self._draws.values(), *self.__dict__.get("_sample_stats", {}).values()):
             value.setflags(write=False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -60,6 +64,12 @@ class DrawsPosterior:
     def draws(self) -> dict[str, np.ndarray]:
         """The stored draws (read-only), each with leading (chain, draw) axes."""
         return dict(self._draws)
+
+    @property
+    def sample_stats(self) -> dict[str, np.ndarray]:
+        """Per-draw sampler statistics (read-only), each of shape (chain, draw); empty
+        when the method records none (SMC, ADVI, fits pickled before they were kept)."""
+        return dict(self.__dict__.get("_sample_stats", {}))
 
     def _flat(self) -> dict[str, np.ndarray]:
         return {k: v.reshape((-1, *v.shape[2:])) for k, v in self._draws.items()}

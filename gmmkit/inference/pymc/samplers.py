@@ -107,8 +107,11 @@ def _fit_nuts(model, graph, seed, chain_starts, progress, opts) -> dict:
                       stacklevel=4)
     diag["problems"] = tuple(problems)
     diag["diverging"] = np.asarray(idata.sample_stats["diverging"].values, dtype=bool)
+    # Per-draw statistics under ArviZ's names (energy, tree depth, step size, ...), so
+    # that Fit.to_inference_data carries a sample_stats group (az.plot_energy).
+    sample_stats = _arviz.sample_stats_arrays(idata)
     return {
-        "posterior": DrawsPosterior(model, draws),
+        "posterior": DrawsPosterior(model, draws, sample_stats=sample_stats),
         "elbo": float("nan"),
         "elbo_trace": np.empty(0),
         "converged": not problems,
