@@ -23,6 +23,15 @@ from gmmkit.comparisons.compare import compare as compute_comparison
 from gmmkit.comparisons.diagnostics import KHAT_THRESHOLD
 from gmmkit.output import atomic_directory
 from gmmkit.report.figures import feature_labels, plot_elbo_traces, plot_fit
+from gmmkit.report.tables import (
+    NOT_APPLICABLE,
+    display_frame,
+    evidence_sources,
+    format_value,
+    reference_warning,
+    show_method,
+    shown_columns,
+)
 
 __all__ = ["ComparisonReport", "compare"]
 
@@ -229,24 +238,77 @@ class ComparisonReport(Comparison):
 
     # ------------------------------------------------------------------ report
     def to_markdown(self, figure_files: Sequence[str] = ()) -> str:
-        """The report: the table, the reading and links to the figures."""
-        table = self.table.reset_index()
-        header = "| " + " | ".join(table.columns) + " |"
-        rule = "|" + "---|" * len(table.columns)
-        body = [
-            "| " + " | ".join(_format_cell(v) for v in row) + " |"
-            for row in table.itertuples(index=False)
-        ]
-        parts = [
-            f"# Comparison of {', '.join(self.fits)} (reference: {self.reference})", "",
-            header, rule, *body, "", "## Reading", "",
-            *[f"- {line}" for line in self.reading()], "",
-        ]
+        """The report: the reference's problems (if any), the fit-quality table, the
+        agreement table, each with a legend, the reading and links to the figures.
+
+        Every column is in ``table.csv``; the tables here show those that say something
+        (known for at least one fit), ``n/a`` where a value does not apply.
+        """
+        parts = [f"# Comparison of {', '.join(self.fits)} (reference: {self.reference})", ""]
+        warning = reference_warning(self)
+        if warning:
+            parts += [f"**{warning}**", ""]
+        frame = display_frame(self)
+        sections = (
+            ("quality", "Fit quality", evidence_sources(self.table)),
+            ("agreement", f"Agreement with the reference ({self.reference})", []),
+        )
+        for group, heading, notes in sections:
+            columns = shown_columns(frame, group)
+            if not columns:
+                continue
+            parts += [f"## {heading}", "", *self._markdown_table(frame, columns), ""]
+            legend = [c[3] for c in columns if c[3]] + [
+                f"{NOT_APPLICABLE}: does not apply to this fit"]
+            if group == "quality" and "psis_khat" in {c[0] for c in columns}:
+                legend.append(f"bold k-hat: above {KHAT_THRESHOLD}")
+            parts += [f"Columns: {'; '.join(legend)}.", ""]
+            parts += [f"{line}." for line in notes]
+            if notes:
+                parts.append("")
+        parts += ["## Reading", "", *[f"- {line}" for line in self.reading()], ""]
         if figure_files:
             parts += ["## Figures", ""]
             parts += [f"![{Path(f).stem}]({f})" for f in figure_files]
             parts.append("")
         return "\n".join(parts)
+
+    def _markdown_table(self, frame: Any, columns: Sequence[tuple]) -> list[str]:
+        with_method = show_method(frame)
+        headers = ["fit", *(["method"] if with_method else []), *(c[1] for c in columns)]
+        lines = ["| " + " | ".join(headers) + " |",
+                 "|" + "|".join(["---"] * (1 + with_method) + ["--:"] * len(columns)) + "|"]
+        for name, row in frame.iterrows():
+            cells = [f"{name} (ref)" if name == self.reference else str(name)]
+            if with_method:
+                cells.append(str(row["method"]))
+            for column, _, fmt, _, _ in columns:
+                cell = format_value(column, fmt, row[column])
+                if (column == "psis_khat" and cell != NOT_APPLICABLE
+                        and row[column] > KHAT_THRESHOLD):
+                    cell = f"**{cell}**"
+                cells.append(cell)
+            lines.append("| " + " | ".join(cells) + " |")
+        return lines
+
+    def _summary_with_diagnostics(self):
+        """:meth:`summary`, with r-hat, ESS and MCSE (ArviZ's ``kind="all"``) for the
+        sampler fits, whose draws they describe; statistics only for the others."""
+        import pandas as pd
+
+        samplers = [n for n, f in self.aligned.items() if f.posterior.kind.is_posterior_sample]
+        if not samplers:
+            return self.summary()
+        frames = [_arviz.summaries_side_by_side(
+            {n: self._idatas[n] for n in samplers}, kind="all")]
+        others = {n: self._idatas[n] for n in self.aligned if n not in samplers}
+        if others:
+            frames.append(_arviz.summaries_side_by_side(others, kind="stats"))
+        summary = pd.concat(frames)
+        order = {name: i for i, name in enumerate(self.aligned)}
+        positions = sorted(range(len(summary)),
+                           key=lambda i: order[summary.index[i][0]])
+        return summary.iloc[positions]
 
     def save(
         self, directory: str | Path, *, force: bool = False, dpi: int = 100,
@@ -265,7 +327,7 @@ class ComparisonReport(Comparison):
         with atomic_directory(directory, force=force, kind="comparison",
                               option="directory", force_name="force=True") as tmp:
             self.table.to_csv(tmp / "table.csv")
-            self.summary().to_csv(tmp / "summary.csv")
+            self._summary_with_diagnostics().to_csv(tmp / "summary.csv")
             files = []
             for stem, fig in self.figures().items():
                 fig.savefig(tmp / f"{stem}.png", dpi=dpi)
@@ -304,14 +366,6 @@ def _parameter_label(title: str) -> str:
     """ArviZ's "var\ncoords" title as "var[coords]"."""
     var, _, coords = title.partition("\n")
     return f"{var}[{coords}]" if coords else var
-
-
-def _format_cell(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        return "" if not np.isfinite(value) else f"{value:.4g}"
-    return str(value)
-
-
 
 
 def _truth_density_1d(parts: Mapping[str, np.ndarray]):
