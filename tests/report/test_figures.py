@@ -127,7 +127,7 @@ def test_pairs_grid_shows_at_most_six_columns_and_says_which():
 
 
 def test_fit_figures_use_feature_names(faithful):
-    X, fits = faithful
+    _, fits = faithful
     figs = fit_figures(fits["vb"], feature_names=FAITHFUL_NAMES)
     assert figs["fit"].axes[0].get_xlabel() == "eruptions"
     for stem, fig in figs.items():
