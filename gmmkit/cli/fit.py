@@ -102,7 +102,7 @@ def fit(
     result = fit_model(model, x, method, seed=seed, progress=show_progress(quiet),
                        **fit_options(method, values))
     with atomic_directory(out_dir, force, kind="fit", inputs=[data]) as tmp:
-        write_fit_report(result, tmp)
+        write_fit_report(result, tmp, feature_names=names)
     if not quiet:
         print_fit_summary(result, names)
     click.echo(f"wrote {out_dir}")

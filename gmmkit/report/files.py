@@ -7,6 +7,7 @@ never replacing a directory gmmkit did not write.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from gmmkit.report.figures import fit_figures
@@ -15,9 +16,13 @@ from gmmkit.result import Fit
 __all__ = ["write_fit_report"]
 
 
-def write_fit_report(result: Fit, directory: Path, *, dpi: int = 110) -> None:
+def write_fit_report(
+    result: Fit, directory: Path, *, dpi: int = 110,
+    feature_names: Sequence[str] | None = None,
+) -> None:
     """The fit's files (:meth:`Fit.write_files`) and its figures (``trace.png``,
-    ``fit.png``) into ``directory``, which the caller's atomic writer owns."""
+    ``fit.png``, axes named by ``feature_names``) into ``directory``, which the caller's
+    atomic writer owns."""
     result.write_files(directory)
-    for stem, fig in fit_figures(result).items():
+    for stem, fig in fit_figures(result, feature_names=feature_names).items():
         fig.savefig(directory / f"{stem}.png", dpi=dpi)

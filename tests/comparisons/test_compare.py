@@ -379,7 +379,8 @@ def test_comparison_save_writes_every_file(comparison, tmp_path):
         assert (out / name).stat().st_size > 0
     assert {p.name for p in (out / "fits").iterdir()} == {"cavi.nc", "cavi-2.nc", "nuts.nc"}
     report = (out / "report.md").read_text()
-    assert "| fit | method | elbo |" in report and "![khat](khat.png)" in report
+    # fit names differ from methods (cavi-2), so both columns, each once
+    assert "| fit | method | ELBO | log Z |" in report and "![khat](khat.png)" in report
     assert "## Reading" in report
     idata = gmmkit._arviz.from_netcdf(out / "fits" / "nuts.nc")
     np.testing.assert_array_equal(
@@ -399,8 +400,8 @@ def test_comparison_figures_have_the_expected_axes_and_lines(comparison):
     khat = comparison.plot_khat()
     assert len(khat.axes) == 1 and len(khat.axes[0].patches) == 2  # one bar per CAVI fit
     trace = comparison.plot_trace("nuts")
-    assert len(trace.axes) == 2  # one variable (mu): density and trace
-    assert len(trace.axes[1].lines) == 3 * 2  # one line per component and chain
+    assert len(trace.axes) == 3 * 2  # one row per component of mu: density and trace
+    assert [len(ax.lines) for ax in trace.axes[1::2]] == [2, 2, 2]  # one line per chain
     forest = comparison.plot_forest()
     assert len(forest.axes) >= 1
 
@@ -527,15 +528,16 @@ def test_compare_point_estimates_in_two_and_three_dimensions(tmp_path):
     assert table.loc["a", "truth_mean_error"] == 0.0
     np.testing.assert_allclose(comparison.aligned["b"].means, means + 0.1, rtol=1e-12)
     fit_fig = comparison.plot_fit()
-    # 2-D: per fit and component, a 1-sd and a 2-sd ellipse and a '+'; truth: 2-sd ellipses
+    # 2-D: per fit and component, a 1-sd and a 2-sd ellipse, and one line of the fit's
+    # means; truth: 2-sd ellipses and one line of its means
     assert len(fit_fig.axes) == 1
-    assert len(fit_fig.axes[0].lines) == 2 * (3 * 3 + 1) + 3 + 1
+    assert len(fit_fig.axes[0].lines) == 2 * (3 * 2 + 1) + 3 + 1
     x3 = np.concatenate([rng.normal(np.r_[m, 0.0], 1.0, size=(40, 3)) for m in means])
     m3 = np.c_[means, np.zeros(3)]
     three = compare({"a": point_fit(x3, w, m3, np.stack([np.eye(3)] * 3))})
     fig3 = three.plot_fit()
-    assert len(fig3.axes) == 1 + 3 * 3  # the 3-D scatter and a 3 x 3 pairs plot
-    assert fig3.axes[0].name == "3d"
+    assert len(fig3.axes) == 3 * 3  # a 3 x 3 pairs grid (no 3-D scatter)
+    assert all(ax.name == "rectilinear" for ax in fig3.axes)
 
 
 def test_bishop_log_q_matches_scipy_densities():
