@@ -358,8 +358,10 @@ def compare(
 
 
 compare.__doc__ = (compute_comparison.__doc__ or "").replace(
-    "    Comparison\n", "    ComparisonReport\n        The comparison with its figures, "
-    "report and ``save``.\n", 1)
+    "\n    Returns\n    -------\n    Comparison\n",
+    "\n    feature_names : list of str, optional\n        The data's column names, to label "
+    "the figures (report layer only).\n\n    Returns\n    -------\n    ComparisonReport\n"
+    "        The comparison with its figures, report and ``save``.\n", 1)
 
 
 def _parameter_label(title: str) -> str:
