@@ -65,6 +65,8 @@ class Posterior(Protocol):
       ``component_log_q(draws) -> ndarray (S, K, K)``, the log density of draw s's
       component j under q's factor k up to label-invariant terms, so the importance
       weights can be taken against the label-symmetrised q;
+    * ``shared_params``: names in :meth:`params` that have no component axis (a tied
+      covariance shared by every component); every other parameter leads with it;
     * kinds that store draws (:attr:`PosteriorKind.stores_draws`) expose them as
       ``draws``, a mapping of canonical names to arrays with leading (chain, draw) axes.
     """

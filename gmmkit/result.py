@@ -208,10 +208,14 @@ class Fit:
             out["log_likelihood_trace"] = (("iteration",), np.asarray(self.log_likelihood_trace))
         if self.kl_trace is not None:
             out["kl_trace"] = (("iteration",), np.asarray(self.kl_trace))
+        shared = getattr(self.posterior, "shared_params", ())
         for name, value in self.posterior.params().items():
             value = np.asarray(value, dtype=float)
-            dims = ("component", "feature", "feature_bis")[: value.ndim]
-            out[f"q_{name}"] = (dims, value)
+            # Per-component parameters lead with the component axis; one shared by every
+            # component (the tied covariance, (D, D)) has only feature axes.
+            names = ("feature", "feature_bis") if name in shared else (
+                "component", "feature", "feature_bis")
+            out[f"q_{name}"] = (names[: value.ndim], value)
         if len(self.time_trace) != len(self.elbo_trace):
             del out["time_trace"]
         return out

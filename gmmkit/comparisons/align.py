@@ -170,8 +170,12 @@ class PermutedPosterior:
 
     def _permute_leading(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         k = self.n_components
+        # A parameter shared by every component (a tied covariance) has no component
+        # axis, even when its leading size happens to equal K.
+        shared = getattr(self.base, "shared_params", ())
         return {
-            name: np.asarray(v)[self.perm] if np.ndim(v) >= 1 and np.shape(v)[0] == k
+            name: np.asarray(v)[self.perm]
+            if name not in shared and np.ndim(v) >= 1 and np.shape(v)[0] == k
             else np.asarray(v)
             for name, v in values.items()
         }

@@ -473,12 +473,15 @@ class PointEstimatePosterior:
             return {}
         return {NATIVE_COVARIANCE_NAMES[self.covariance]: self._native.copy()}
 
+    @property
+    def shared_params(self) -> tuple[str, ...]:
+        """Parameters without a component axis: the tied family's one covariance."""
+        return tuple(self.native_params()) if self.covariance == "tied" else ()
+
     def params(self) -> dict[str, np.ndarray]:
-        """The canonical parameters, plus the native variances of diag and spherical."""
-        out = self.point_estimates()
-        if self.covariance in ("diag", "spherical"):
-            out.update(self.native_params())
-        return out
+        """The canonical parameters, plus the family's native covariance parameter
+        (``variances`` (K, D), ``variance`` (K,) or the tied ``covariance`` (D, D))."""
+        return {**self.point_estimates(), **self.native_params()}
 
     def point_estimates(self) -> dict[str, np.ndarray]:
         return {

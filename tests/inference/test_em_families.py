@@ -297,3 +297,15 @@ def test_a_singular_tied_covariance_names_the_tied_covariance():
     with pytest.warns(RuntimeWarning, match="tied covariance"):
         with pytest.raises(RuntimeError, match="every one of the 1 restart"):
             gmmkit.fit(GaussianMixture(2, covariance="tied", reg_covar=0.0), X, "em", seed=0)
+
+
+def test_tied_covariance_is_stored_without_a_component_axis():
+    # K = D = 3: a (D, D) tied covariance must not be read (or permuted) as per-component.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 3)) + np.repeat(np.eye(3) * 6, 50, axis=0)
+    fit = gmmkit.fit(GaussianMixture(3, covariance="tied"), X, "em", seed=0)
+    tied = fit.variational_params["covariance"]
+    assert fit.to_inference_data().fit["q_covariance"].dims == ("feature", "feature_bis")
+    aligned = gmmkit.align(fit, fit.means[::-1])
+    np.testing.assert_array_equal(aligned.variational_params["covariance"], tied)
+    np.testing.assert_array_equal(aligned.means, fit.means[::-1])
