@@ -7,6 +7,7 @@ the package imports it (see ARCHITECTURE.md).
 
 from gmmkit import datasets
 from gmmkit._version import __version__
+from gmmkit._warnings import ConvergenceWarning
 from gmmkit.api import fit
 from gmmkit.comparisons import Comparison, align
 from gmmkit.experiments.sweep import sweep
@@ -19,6 +20,7 @@ __all__ = [
     "BayesianGMM",
     "Comparison",
     "ComparisonReport",
+    "ConvergenceWarning",
     "Fit",
     "GaussianMixture",
     "MixtureData",

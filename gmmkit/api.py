@@ -66,9 +66,12 @@ def fit(
         Initialisation of the means (default "kmeans++"); ADVI and NUTS also accept a
         previous ``Fit`` of the same model and data.
     tol : float, optional
-        Closed-form methods: stop when the relative change of the objective is at most
-        ``tol`` (default 1e-8); 0 runs exactly ``max_iter`` iterations (unless the
-        objective stops changing at all).
+        Closed-form methods: stop when one iteration changes the objective (ELBO, or
+        log-likelihood for EM) by at most ``tol`` nats, an absolute tolerance that does
+        not loosen with the number of points (default 1e-5; a scikit-learn ``tol``, per
+        point, corresponds to ``tol * N`` here); 0 runs exactly ``max_iter`` iterations
+        (unless the objective stops changing at all).  A fit whose kept restart reaches
+        ``max_iter`` first warns with :class:`gmmkit.ConvergenceWarning`.
     max_iter : int, optional
         Closed-form methods: maximum iterations per restart (default 1000).
     progress : bool

@@ -34,6 +34,7 @@ LAYERS = [
     ("gmmkit.datasets", 1),
     ("gmmkit._arviz", 0),
     ("gmmkit._validation", 0),
+    ("gmmkit._warnings", 0),
     ("gmmkit.posterior", 0),
     ("gmmkit._version", 0),
     ("gmmkit.output", 0),

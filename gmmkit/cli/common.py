@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -51,7 +52,9 @@ def handle_errors(command: Callable[..., None]) -> Callable[..., None]:
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = show_warning
+                command(*args, **kwargs)
         except KeyboardInterrupt:
             # A second Ctrl-C while reporting the first must not print a traceback.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -72,6 +75,14 @@ def handle_errors(command: Callable[..., None]) -> Callable[..., None]:
             sys.exit(1)
 
     return wrapper
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: Any = None, line: str | None = None) -> None:
+    """Show a warning as one line on stderr, ``gmmkit: warning: <message>``, never as
+    Python's warning text with its source line (installed by :func:`handle_errors`)."""
+    text = " ".join(str(message).split())
+    click.echo(f"gmmkit: warning: {text}", err=True)
 
 
 def show_progress(quiet: bool) -> bool:
@@ -114,8 +125,9 @@ RUN_OPTIONS = [
                  help="Restarts; the best objective is kept."),
     click.option("--init", type=click.Choice(["kmeans++", "random"]), default="kmeans++",
                  show_default=True, help="Initialisation of the means."),
-    click.option("--tol", type=float, default=1e-8, show_default=True,
-                 help="Relative change of the objective at which to stop."),
+    click.option("--tol", type=float, default=None,
+                 help="Stop when one iteration changes the objective by at most this many "
+                      "nats (cavi, em, kmeans) [default: 1e-5]."),
     click.option("--max-iter", type=click.IntRange(min=1), default=1000, show_default=True,
                  help="Maximum iterations per restart."),
     click.option("--draws", type=click.IntRange(min=1), default=None,

@@ -43,7 +43,7 @@ __all__ = [
 #: Keywords of :func:`gmmkit.fit` that some methods take and others do not, with their
 #: defaults.  (``seed`` and ``progress`` apply to every method.)
 COMMON_OPTIONS: Mapping[str, Any] = MappingProxyType(
-    {"n_init": 1, "init": "kmeans++", "tol": 1e-8, "max_iter": 1000}
+    {"n_init": 1, "init": "kmeans++", "tol": 1e-5, "max_iter": 1000}
 )
 
 #: A backend: ``backend(model, data, *, method, seed, progress, **options) -> Fit``,
@@ -166,9 +166,14 @@ def _bayesian(backend: Backend) -> tuple[tuple[type, Backend], ...]:
 
 
 _CLOSED_FORM_COMMON = ("n_init", "init", "tol", "max_iter")
+#: ADVI's options.  The stopping rule: every ``convergence_window`` steps, stop once the
+#: mean one-draw ELBO of the last window is at most ``convergence_tol`` standard errors (of
+#: the difference of the two window means) above that of the window before, i.e. the
+#: ELBO no longer rises by more than its Monte Carlo noise (``gmmkit.inference.pymc.advi``).
 _ADVI_OPTIONS = {
-    "n_iter": 20_000, "draws": 1000, "convergence_tol": 1e-2, "ordered": True,
-    "learning_rate": 0.01, "elbo_se_target": 0.05, "max_elbo_draws": 40_000,
+    "n_iter": 20_000, "draws": 1000, "convergence_window": 1000, "convergence_tol": 1.0,
+    "ordered": True, "learning_rate": 0.01, "elbo_se_target": 0.05,
+    "max_elbo_draws": 40_000,
 }
 
 CAVI = Method(

@@ -16,7 +16,8 @@ from gmmkit._validation import check_positive
 from gmmkit.inference.pymc.graphs import start_from_means, start_from_point_estimates
 from gmmkit.result import Fit
 
-_POSITIVE_INTS = ("n_iter", "draws", "tune", "chains", "max_elbo_draws")
+_POSITIVE_INTS = ("n_iter", "draws", "tune", "chains", "max_elbo_draws",
+                  "convergence_window")
 
 #: Fewest fresh draws of q allowed for ADVI's ELBO estimate (``max_elbo_draws``): the
 #: estimate draws a first batch of 500 before it looks at its standard error, so a
@@ -94,10 +95,27 @@ def interrupts_propagate():
         raise KeyboardInterrupt
 
 
+def _ignore_pymc_noise() -> None:
+    """Filter third-party warnings that say nothing about the fit: PyTensor's "could not
+    link to a BLAS installation" (a speed note), PyMC/PyTensor FutureWarnings, and the
+    overflow/invalid RuntimeWarnings NumPy raises inside PyMC's ``dot`` (and PyTensor's
+    Python fallbacks) on draws far in q's tails, which the ELBO estimate handles."""
+    warnings.filterwarnings("ignore", message=".*BLAS.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for module in ("pymc", "pytensor", "numpy"):
+        warnings.filterwarnings("ignore", message=r".*(overflow|invalid value).*",
+                                category=RuntimeWarning, module=module)
+
+
 @contextlib.contextmanager
 def quiet_pymc(progress: bool):
+    """Quiet PyMC while a fit runs: its loggers at ERROR and its noise filtered
+    (:func:`_ignore_pymc_noise`); with ``progress`` the loggers speak but the noise is
+    still filtered.  gmmkit's own warnings pass."""
     if progress:
-        yield
+        with warnings.catch_warnings():
+            _ignore_pymc_noise()
+            yield
         return
     loggers = [logging.getLogger(n) for n in ("pymc", "pymc.sampling", "pytensor")]
     levels = [lg.level for lg in loggers]
@@ -105,8 +123,7 @@ def quiet_pymc(progress: bool):
         lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*BLAS.*")
-            warnings.filterwarnings("ignore", category=FutureWarning)
+            _ignore_pymc_noise()
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
