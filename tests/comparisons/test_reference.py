@@ -211,8 +211,10 @@ def test_maximum_likelihood_fits_report_a_log_likelihood_not_an_elbo(tmp_path):
     out = comparison.save(tmp_path / "ml", log_likelihood=False)
     written = pd.read_csv(out / "table.csv")
     assert list(written.columns) == ["fit", *table.columns]
-    header = (out / "report.md").read_text().split("\n")[2]
-    assert header.count("| method |") == 1 and header.startswith("| fit | method |")
+    headers = [line for line in (out / "report.md").read_text().splitlines()
+               if line.startswith("| fit |")]
+    # "vb" was fitted by another method's name, so the method column is shown, once
+    assert headers and all(h.count("| method |") == 1 for h in headers)
 
 
 # ----------------------------------------------------------------------------- CLI
