@@ -629,8 +629,16 @@ class Comparison:
                                  f"{estimate.value:.2f} ± {estimate.se:.2f} "
                                  f"({'; '.join(estimate.problems)}).")
         for name, result in self.psis.items():
-            verdict = "do not trust this q" if result.khat > KHAT_THRESHOLD else "q is usable"
-            lines.append(f"{name}: k-hat = {result.khat:.2f} ({verdict}).")
+            if result.khat > KHAT_THRESHOLD:
+                lines.append(
+                    f"{name}: k-hat = {result.khat:.2f} > {KHAT_THRESHOLD} (do not trust this "
+                    "q): the importance weights p/q are heavy-tailed, so q misses posterior "
+                    "mass (too narrow, as a mean-field q typically is, or placed where the "
+                    "posterior is not); its posterior sd understates the uncertainty and an "
+                    "evidence estimate from it carries a caution."
+                )
+            else:
+                lines.append(f"{name}: k-hat = {result.khat:.2f} (q is usable).")
         for name, fit in self.aligned.items():
             switched = fit.diagnostics.get("label_switching")
             if switched and any(v > 0 for v in switched.values()):

@@ -160,11 +160,16 @@ def _blei(
         (ADVI.name, settings.advi, {}, _describe(settings.advi) or "defaults"),
         (FULLRANK_ADVI.name, settings.fullrank_advi, {},
          _describe(settings.fullrank_advi) or "defaults"),
-        (NUTS.name, settings.nuts, {}, _describe(settings.nuts)),
+        (NUTS.name, settings.nuts, {},
+         _describe(settings.nuts) + f"; chains start from the {CAVI.name} solution"),
         (SMC.name, settings.smc, {}, _describe(settings.smc) + "; log evidence"),
     ]
     fits: dict[str, Fit] = {}
     for method, options, common, detail in plan:
+        if method == NUTS.name:
+            # The reference starts where CAVI converged (PyMC jitters it per chain): chains
+            # started apart can settle in different modes of the label-switched posterior.
+            common = {"init": fits[CAVI.name]}
         fits[method] = steps.run(
             f"blei: {method}",
             lambda m=method, o=options, c=common: fit(

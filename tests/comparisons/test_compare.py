@@ -275,6 +275,18 @@ def test_psis_khat_flags_a_poor_q(three_clusters_10sd, poor):
     assert not result.trustworthy
 
 
+def test_the_reading_explains_a_khat_above_0_7(three_clusters_10sd):
+    model, x, _, _, fit = three_clusters_10sd
+    p = fit.variational_params
+    shrunk = dataclasses.replace(
+        fit, posterior=GaussianMeansPosterior(model, p["m"], p["s2"] / 100.0))
+    reading = compare({"cavi": fit, "shrunk": shrunk}, reference="cavi", psis_draws=500,
+                      n_draws=100).reading()
+    (line,) = [r for r in reading if r.startswith("shrunk: k-hat")]
+    assert "misses posterior mass" in line and "understates the uncertainty" in line
+    assert any(r.startswith("cavi: k-hat") and "usable" in r for r in reading)
+
+
 def test_khat_cannot_see_a_q_stuck_in_the_wrong_basin(three_clusters_10sd):
     # A known limit of PSIS (Yao et al. 2018, section 2.4): with seed 3 one iteration puts
     # two components on the same cluster; p is smooth around that q, so k-hat looks fine,
