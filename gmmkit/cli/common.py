@@ -118,6 +118,9 @@ PRIOR_OPTIONS = [
                  help="Known observation sd (univariate)."),
     click.option("--reg-covar", type=float, default=1e-6, show_default=True,
                  help="Added to covariance diagonals (gmm)."),
+    click.option("--covariance", type=click.Choice(["full", "diag", "spherical", "tied"]),
+                 default="full", show_default=True,
+                 help="Covariance family (gmm: all four; bayesian: full so far)."),
 ]
 RUN_OPTIONS = [
     click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),

@@ -110,7 +110,7 @@ def _truth_from_labels(X: Any, labels: Any) -> dict[str, Any]:
 def compare(
     data: str, model_name: str, components: int, methods: str | None, reference: str | None,
     alpha0: float | None, beta0: float, nu0: float | None, prior_sd: float | None,
-    obs_sd: float, reg_covar: float, seed: int, n_init: int, init: str, tol: float,
+    obs_sd: float, reg_covar: float, covariance: str, seed: int, n_init: int, init: str, tol: float,
     max_iter: int, draws: int | None, tune: int | None, chains: int | None,
     n_iter: int | None, learning_rate: float | None, target_accept: float | None,
     columns: str | None, labels: str | None, dropna: bool, standardize: bool,
@@ -141,7 +141,7 @@ def compare(
     X = table.X
     model = build_model(
         model_name, components, X, alpha0=alpha0, beta0=beta0, nu0=nu0, prior_sd=prior_sd,
-        obs_sd=obs_sd, reg_covar=reg_covar,
+        obs_sd=obs_sd, reg_covar=reg_covar, covariance=covariance,
     )
     check_methods_apply(
         method_list, methods_for(model), f"{model_name} ({type(model).__name__})"

@@ -70,7 +70,7 @@ only a directory gmmkit wrote. Ctrl-C exits with code 130 and saves nothing.
 def fit(
     data: str, model_name: str, components: int, method: str | None, alpha0: float | None,
     beta0: float, nu0: float | None, prior_sd: float | None, obs_sd: float,
-    reg_covar: float, seed: int, n_init: int, init: str, tol: float, max_iter: int,
+    reg_covar: float, covariance: str, seed: int, n_init: int, init: str, tol: float, max_iter: int,
     draws: int | None, tune: int | None, chains: int | None, n_iter: int | None,
     learning_rate: float | None, target_accept: float | None, columns: str | None,
     labels: str | None, dropna: bool, standardize: bool, out: str | None, force: bool,
@@ -94,7 +94,7 @@ def fit(
     X, names = table.X, table.names
     model = build_model(
         model_name, components, X, alpha0=alpha0, beta0=beta0, nu0=nu0, prior_sd=prior_sd,
-        obs_sd=obs_sd, reg_covar=reg_covar,
+        obs_sd=obs_sd, reg_covar=reg_covar, covariance=covariance,
     )
     x = model.check_data(X)  # the shape the model's inference expects
     if not quiet:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import gmmkit
 from gmmkit import datasets
 from gmmkit.cli import cli
 
@@ -359,3 +360,20 @@ def test_fit_summary_names_the_objective(tmp_path, args, expected):
     saved = json.loads((tmp_path / "out" / "params.json").read_text())
     # The printed number is the saved one, to the 6 significant digits printed.
     assert value == pytest.approx(saved["elbo"], rel=1e-5)
+
+
+def test_fit_gmm_covariance_family(tmp_path):
+    rng = np.random.default_rng(2)
+    data = tmp_path / "x.csv"
+    np.savetxt(data, rng.normal(size=(120, 2)), delimiter=",", header="a,b", comments="")
+    out = tmp_path / "diag"
+    result = CliRunner().invoke(cli, ["fit", str(data), "--model", "gmm", "--covariance",
+                                      "diag", "-k", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    fit = gmmkit.load(out)
+    assert fit.model.covariance == "diag"
+    # diagonal covariances: the off-diagonal entries are exactly zero
+    assert np.all(fit.covariances[:, 0, 1] == 0.0)
+    refused = CliRunner().invoke(cli, ["fit", str(data), "--covariance", "diag",
+                                       "--out", str(tmp_path / "b"), "--quiet"])
+    assert refused.exit_code == 2 and "covariance 'diag'" in refused.output

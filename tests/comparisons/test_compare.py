@@ -276,7 +276,7 @@ def test_psis_khat_flags_a_poor_q(three_clusters_10sd, poor):
 
 
 def test_the_reading_explains_a_khat_above_0_7(three_clusters_10sd):
-    model, x, _, _, fit = three_clusters_10sd
+    model, _, _, _, fit = three_clusters_10sd
     p = fit.variational_params
     shrunk = dataclasses.replace(
         fit, posterior=GaussianMeansPosterior(model, p["m"], p["s2"] / 100.0))
