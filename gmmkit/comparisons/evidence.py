@@ -105,7 +105,9 @@ def _raw_estimates(
             pass  # too many assignments to enumerate
     for name, fit in fits.items():
         if np.isfinite(fit.log_evidence):
-            source = f"{name}: {fit.log_evidence_source or 'its own estimate'}"
+            source = fit.log_evidence_source or f"{name}'s own estimate"
+            if not source.startswith(name):  # name the fit once, whatever it is called
+                source = f"{name}: {source}"
             out.append(EvidenceEstimate(float(fit.log_evidence), float(fit.log_evidence_se),
                                         SAMPLER, name, source))
     for name, result in psis.items():
