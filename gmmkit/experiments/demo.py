@@ -223,7 +223,8 @@ def _faithful(
         "faithful: compare",
         lambda: compare(fits, reference=CAVI.name, align="match",
                         n_draws=settings.compare_draws, psis_draws=settings.psis_draws,
-                        seed=seed, min_weight=0.01),
+                        seed=seed, min_weight=0.01,
+                        feature_names=("eruptions (std)", "waiting (std)")),
         f"align to {CAVI.name} (components matched where K differs); agreement over the "
         "components VB keeps (weight >= 0.01)",
     )
