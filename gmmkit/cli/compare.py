@@ -157,6 +157,9 @@ def compare(
     truth = None if table.labels is None else _truth_from_labels(X, table.labels)
     comparison = compare_fits(fits, reference=reference, psis_draws=psis_draws, seed=seed,
                               min_weight=min_weight, truth=truth, feature_names=table.names)
+    if not quiet:
+        click.echo(f"gmmkit: writing the report to {out_dir} (tables, figures, fits/*.nc) ...",
+                   err=True)
     comparison.save(out_dir, force=force, log_likelihood=log_likelihood)
     if not quiet:
         print_comparison(comparison, title=f"{type(model).__name__}, K = {components}")

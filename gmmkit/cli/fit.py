@@ -101,8 +101,12 @@ def fit(
         click.echo(f"gmmkit: fitting {method} ...", err=True)
     result = fit_model(model, x, method, seed=seed, progress=show_progress(quiet),
                        **fit_options(method, values))
+    def progress(step: str) -> None:
+        if not quiet:
+            click.echo(f"gmmkit: {step} ...", err=True)
+
     with atomic_directory(out_dir, force, kind="fit", inputs=[data]) as tmp:
-        write_fit_report(result, tmp, feature_names=names)
+        write_fit_report(result, tmp, feature_names=names, progress=progress)
     if not quiet:
         print_fit_summary(result, names)
     click.echo(f"wrote {out_dir}")

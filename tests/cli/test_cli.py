@@ -377,3 +377,15 @@ def test_fit_gmm_covariance_family(tmp_path):
     refused = CliRunner().invoke(cli, ["fit", str(data), "--covariance", "diag",
                                        "--out", str(tmp_path / "b"), "--quiet"])
     assert refused.exit_code == 2 and "covariance 'diag'" in refused.output
+
+
+def test_fit_says_what_it_writes_and_quiet_silences_it(tmp_path):
+    data = tmp_path / "x.csv"
+    np.savetxt(data, np.random.default_rng(3).normal(size=(60, 2)), delimiter=",",
+               header="a,b", comments="")
+    args = ["fit", str(data), "--model", "gmm", "-k", "2", "--out"]
+    shown = CliRunner().invoke(cli, [*args, str(tmp_path / "a")])
+    assert shown.exit_code == 0, shown.output
+    assert "writing the fit (60 x 2 responsibilities" in shown.output
+    quiet = CliRunner().invoke(cli, [*args, str(tmp_path / "b"), "--quiet"])
+    assert quiet.exit_code == 0 and "writing the fit" not in quiet.output
