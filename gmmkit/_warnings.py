@@ -10,9 +10,27 @@ scikit-learn's ``ConvergenceWarning`` does.  It is exported as
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning"]
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["ConvergenceWarning", "warn"]
+
+#: The package's directory: frames inside it are not where a user called gmmkit.
+_PACKAGE = str(Path(__file__).resolve().parent)
 
 
 class ConvergenceWarning(UserWarning):
     """A fit stopped before its stopping rule was met; its message says which method,
     after how many iterations, how far from the rule it was and what to raise."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside gmmkit (the user's line),
+    however deep inside gmmkit the warning arises (Python 3.11 has no
+    ``skip_file_prefixes``)."""
+    # stacklevel 1 is this function, 2 its caller (frame 1 here), and so on up.
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)

@@ -128,7 +128,7 @@ def test_nuts_inference_data_carries_sample_stats_for_plot_energy(small):
 
     matplotlib.use("Agg")
     model, x, _ = small
-    with pytest.warns(RuntimeWarning):  # 2 x 30 draws: NUTS says it has not converged
+    with pytest.warns(gmmkit.ConvergenceWarning):  # 2 x 30 draws: NUTS has not converged
         nuts = gmmkit.fit(model, x, "nuts", seed=0, draws=30, tune=30, chains=2)
     stats = nuts.posterior.sample_stats
     for name in ("diverging", "energy", "tree_depth", "step_size", "lp", "acceptance_rate"):

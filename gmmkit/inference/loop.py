@@ -30,13 +30,12 @@ and the remedy, and the Fit records ``converged=False``.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from gmmkit._warnings import ConvergenceWarning
+from gmmkit._warnings import ConvergenceWarning, warn
 
 __all__ = [
     "RestartFailed",
@@ -163,7 +162,7 @@ def coordinate_ascent(
             except RestartFailed as err:
                 message = f"restart {restart}: {err}"
                 failures.append(message)
-                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                warn(message, RuntimeWarning)
                 continue
             finals[restart] = run[1][-1]
             if best is None or run[1][-1] > best[1][-1]:
@@ -174,8 +173,7 @@ def coordinate_ascent(
         )
     state, trace, times, traces, converged, n_iter = best
     if not converged:
-        warnings.warn(unconverged_message(label, trace, n_iter, tol), ConvergenceWarning,
-                      stacklevel=3)
+        warn(unconverged_message(label, trace, n_iter, tol), ConvergenceWarning)
     return RunResult(
         state=state, trace=trace, time_trace=times, monitor_traces=traces,
         converged=converged, n_iter=n_iter, restart_objectives=finals,

@@ -124,3 +124,11 @@ def test_unconverged_advi_warns():
         fit = gmmkit.fit(UnivariateGMM(5, prior_sd=3.0), x, "advi", seed=0, n_iter=300,
                          draws=50)
     assert fit.converged is False
+
+
+def test_a_convergence_warning_points_at_the_callers_line():
+    # Attributed to the user's call, not to a line inside gmmkit's backends.
+    x = np.random.default_rng(0).normal(size=200)
+    with pytest.warns(gmmkit.ConvergenceWarning) as caught:
+        gmmkit.fit(gmmkit.UnivariateGMM(3, 2.0), x, "cavi", max_iter=2)
+    assert caught[0].filename == __file__

@@ -36,12 +36,11 @@ A fit that reaches ``n_iter`` first warns with :class:`gmmkit.ConvergenceWarning
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 
-from gmmkit._warnings import ConvergenceWarning
+from gmmkit._warnings import ConvergenceWarning, warn
 from gmmkit.inference.loop import progress_bar
 from gmmkit.inference.pymc._common import (
     _check_options,
@@ -264,7 +263,7 @@ def _fit_advi(model, x, graph, key, method, full_rank, seed, n_init, restart_sta
                 timings["sample_s"] = time.perf_counter() - t0
         except (FloatingPointError, ValueError) as err:
             failures.append(f"restart {restart}: {err}")
-            warnings.warn(failures[-1], RuntimeWarning, stacklevel=4)
+            warn(failures[-1], RuntimeWarning)
             continue
         q = VariationalQ.from_approximation(compiled.approx, x, key)
         rng = np.random.default_rng(int(seeds[restart, 2]))
@@ -295,10 +294,10 @@ def _fit_advi(model, x, graph, key, method, full_rank, seed, n_init, restart_sta
                  f"nats over the {w} before ({change / se:.1f} standard errors > "
                  f"convergence_tol={opts['convergence_tol']:g})" if np.isfinite(change)
                  else f"too few iterations to compare two windows of {w}")
-        warnings.warn(
+        warn(
             f"{method} did not converge: stopped at n_iter={opts['n_iter']} iterations; "
             f"{still}; raise n_iter (or convergence_tol)",
-            ConvergenceWarning, stacklevel=4,
+            ConvergenceWarning,
         )
     best["restart_elbos"] = finals
     best["restart_failures"] = tuple(failures)

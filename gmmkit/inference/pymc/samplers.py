@@ -15,12 +15,12 @@ the standard error over chains (sd / sqrt(chains)).
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 
 from gmmkit import _arviz
+from gmmkit._warnings import ConvergenceWarning, warn
 from gmmkit.inference.pymc._common import (
     _check_options,
     canonical_draws,
@@ -103,8 +103,7 @@ def _fit_nuts(model, graph, seed, chain_starts, progress, opts) -> dict:
     if diag["divergences"] > 0:
         problems.append(f"{diag['divergences']} divergent transitions")
     if problems:
-        warnings.warn("NUTS did not converge: " + "; ".join(problems), RuntimeWarning,
-                      stacklevel=4)
+        warn("NUTS did not converge: " + "; ".join(problems), ConvergenceWarning)
     diag["problems"] = tuple(problems)
     diag["diverging"] = np.asarray(idata.sample_stats["diverging"].values, dtype=bool)
     # Per-draw statistics under ArviZ's names (energy, tree depth, step size, ...), so
