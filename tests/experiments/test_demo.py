@@ -112,3 +112,24 @@ def test_demo_settings():
     assert FULL.smc == {"draws": 500, "chains": 2}
     assert FULL.blei_n == 1000
     assert QUICK.blei_n < FULL.blei_n and QUICK.nuts["draws"] < FULL.nuts["draws"]
+
+
+@pytest.mark.slow
+def test_the_full_demos_reference_converges_without_a_warning():
+    # The flagship comparison's reference, as the full demo fits it: NUTS from the CAVI
+    # solution with FULL's settings.  It must pass its own checks, after relabelling.
+    import warnings
+
+    import gmmkit
+    from gmmkit import datasets
+
+    data = datasets.blei_example(FULL.blei_n, seed=0)
+    model = gmmkit.UnivariateGMM(5, prior_sd=3.0, obs_sd=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gmmkit.ConvergenceWarning)
+        cavi = gmmkit.fit(model, data.x, "cavi", seed=0, n_init=FULL.cavi_restarts)
+        nuts = gmmkit.fit(model, data.x, "nuts", seed=0, init=cavi, **FULL.nuts)
+    report = gmmkit.compare({"cavi": cavi, "nuts": nuts}, reference="nuts",
+                            psis_draws=200, n_draws=200)
+    assert report.reference_converged, report.reference_problems
+    assert np.isfinite(report.table.loc["cavi", "mean_shift_max"])
