@@ -8,12 +8,12 @@ import logging
 import time
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from gmmkit._validation import check_positive
-from gmmkit.inference.pymc.graphs import start_from_means, start_from_point_estimates
+from gmmkit.inference.pymc.graphs import graph_for, start_from_means, start_from_point_estimates
 from gmmkit.result import Fit
 
 _POSITIVE_INTS = ("n_iter", "draws", "tune", "chains", "max_elbo_draws",
@@ -170,3 +170,27 @@ def make_fit(method: str, model, x: np.ndarray, result: dict, *, seed: int,
         seed=seed,
         **result,
     )
+
+
+class Prepared(NamedTuple):
+    """What every PyMC backend starts from: checked options, the graph holding the data
+    (with its key, whose ``model`` has concrete priors) and the timings so far."""
+
+    opts: dict[str, Any]
+    graph: Any
+    key: Any
+    start_time: float
+    graph_s: float
+
+
+@contextlib.contextmanager
+def prepared(model, x: np.ndarray, method: str, options: Mapping[str, Any],
+             progress: bool):
+    """Check ``options``, then, with PyMC quietened, yield the :class:`Prepared` graph:
+    the prelude every backend shares (the fit runs inside the ``with``)."""
+    opts = _check_options(method, options)
+    start_time = time.perf_counter()
+    with quiet_pymc(progress):
+        t0 = time.perf_counter()
+        graph, key, _ = graph_for(model, x, ordered=bool(opts["ordered"]))
+        yield Prepared(opts, graph, key, start_time, time.perf_counter() - t0)

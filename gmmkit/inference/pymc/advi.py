@@ -43,15 +43,14 @@ import numpy as np
 from gmmkit._warnings import ConvergenceWarning, warn
 from gmmkit.inference.loop import progress_bar
 from gmmkit.inference.pymc._common import (
-    _check_options,
     canonical_draws,
     log_k_factorial,
     make_fit,
-    quiet_pymc,
+    prepared,
     starts,
 )
 from gmmkit.inference.pymc.cache import CACHE
-from gmmkit.inference.pymc.graphs import GraphKey, graph_for
+from gmmkit.inference.pymc.graphs import GraphKey
 from gmmkit.inference.pymc.posterior import DrawsPosterior, VariationalQ, batched_log_density
 from gmmkit.result import Fit
 
@@ -123,17 +122,12 @@ def fit_advi(
         that of the window before; module docstring), ``learning_rate`` (Adam),
         ``ordered``, ``elbo_se_target``, ``max_elbo_draws``.
     """
-    opts = _check_options(method, options)
-    start_time = time.perf_counter()
-    with quiet_pymc(progress):
-        t0 = time.perf_counter()
-        graph, key, _ = graph_for(model, x, ordered=bool(opts["ordered"]))
-        graph_s = time.perf_counter() - t0
-        model = key.model
-        result = _fit_advi(model, x, graph, key, method, full_rank, seed, n_init,
-                           starts(model, x, init, n_init, seed), progress, opts)
-    return make_fit(method, model, x, result, seed=seed, start_time=start_time,
-                    graph_s=graph_s)
+    with prepared(model, x, method, options, progress) as run:
+        model = run.key.model
+        result = _fit_advi(model, x, run.graph, run.key, method, full_rank, seed, n_init,
+                           starts(model, x, init, n_init, seed), progress, run.opts)
+    return make_fit(method, model, x, result, seed=seed, start_time=run.start_time,
+                    graph_s=run.graph_s)
 
 
 class _CompiledADVI:

@@ -14,7 +14,6 @@ the standard error over chains (sd / sqrt(chains)).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -22,14 +21,13 @@ import numpy as np
 from gmmkit import _arviz
 from gmmkit._warnings import ConvergenceWarning, warn
 from gmmkit.inference.pymc._common import (
-    _check_options,
     canonical_draws,
     interrupts_propagate,
     make_fit,
-    quiet_pymc,
+    prepared,
     starts,
 )
-from gmmkit.inference.pymc.graphs import graph_for, ordered_prior_particles
+from gmmkit.inference.pymc.graphs import ordered_prior_particles
 from gmmkit.inference.pymc.posterior import DrawsPosterior
 from gmmkit.result import Fit
 
@@ -46,19 +44,14 @@ def fit_nuts(model, x: np.ndarray, *, method: str, seed: int, init: Any,
     (defaults merged by :func:`gmmkit.fit`): ``draws``, ``tune``, ``chains``,
     ``target_accept``, ``ordered``.
     """
-    opts = _check_options(method, options)
-    start_time = time.perf_counter()
-    with quiet_pymc(progress):
-        t0 = time.perf_counter()
-        graph, key, _ = graph_for(model, x, ordered=bool(opts["ordered"]))
-        graph_s = time.perf_counter() - t0
-        model = key.model
+    with prepared(model, x, method, options, progress) as run:
+        model = run.key.model
         # One start for every chain (PyMC jitters it per chain): chains seeded apart
         # could settle in different labellings, and r-hat would flag label switching.
-        chain_starts = starts(model, x, init, 1, seed) * opts["chains"]
-        result = _fit_nuts(model, graph, seed, chain_starts, progress, opts)
-    return make_fit(method, model, x, result, seed=seed, start_time=start_time,
-                    graph_s=graph_s)
+        chain_starts = starts(model, x, init, 1, seed) * run.opts["chains"]
+        result = _fit_nuts(model, run.graph, seed, chain_starts, progress, run.opts)
+    return make_fit(method, model, x, result, seed=seed, start_time=run.start_time,
+                    graph_s=run.graph_s)
 
 
 def fit_smc(model, x: np.ndarray, *, method: str, seed: int, progress: bool = False,
@@ -69,15 +62,11 @@ def fit_smc(model, x: np.ndarray, *, method: str, seed: int, progress: bool = Fa
     (defaults merged by :func:`gmmkit.fit`): ``draws`` (particles per chain), ``chains``,
     ``ordered``.
     """
-    opts = _check_options(method, options)
-    start_time = time.perf_counter()
-    with quiet_pymc(progress):
-        t0 = time.perf_counter()
-        graph, key, _ = graph_for(model, x, ordered=bool(opts["ordered"]))
-        graph_s = time.perf_counter() - t0
-        result = _fit_smc(key.model, graph, method, seed, progress, opts, key.ordered)
-    return make_fit(method, key.model, x, result, seed=seed, start_time=start_time,
-                    graph_s=graph_s)
+    with prepared(model, x, method, options, progress) as run:
+        result = _fit_smc(run.key.model, run.graph, method, seed, progress, run.opts,
+                          run.key.ordered)
+    return make_fit(method, run.key.model, x, result, seed=seed, start_time=run.start_time,
+                    graph_s=run.graph_s)
 
 
 def _fit_nuts(model, graph, seed, chain_starts, progress, opts) -> dict:
