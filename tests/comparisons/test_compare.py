@@ -7,7 +7,6 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy.special import logsumexp
 
 import gmmkit
 from gmmkit import UnivariateGMM, compare, plot_sweep, sweep
@@ -16,6 +15,7 @@ from gmmkit.comparisons.align import relabel_permutations
 from gmmkit.comparisons.compare import TABLE_COLUMNS, TRUTH_COLUMNS, wasserstein_gaussian
 from gmmkit.inference.cavi import GaussianMeansPosterior
 from gmmkit.inference.em import PointEstimatePosterior
+from gmmkit.inference.pymc import DrawsPosterior
 from gmmkit.models import GaussianMixture
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
@@ -23,44 +23,8 @@ from gmmkit.result import Fit
 # ----------------------------------------------------------------------------- stand-ins
 
 
-class SamplerDraws:
-    """A draws-based posterior like the PyMC methods' (stored draws, (chain, draw, K))."""
-
-    kind = PosteriorKind.SAMPLER_DRAWS
-
-    def __init__(self, model: UnivariateGMM, mu: np.ndarray) -> None:
-        self.model = model
-        self.draws = {"mu": np.asarray(mu, dtype=float)}
-        self.n_components = mu.shape[-1]
-
-    def draw(self, n_draws, rng):
-        return {"mu": self.draws["mu"].copy()}
-
-    def log_responsibilities(self, x):
-        mu = self.draws["mu"].reshape(-1, self.n_components)
-        dens = -0.5 * (x[None, :, None] - mu[:, None, :]) ** 2 / self.model.obs_sd**2
-        log_resp = dens - logsumexp(dens, axis=2, keepdims=True)
-        return logsumexp(log_resp, axis=0) - np.log(mu.shape[0])
-
-    def log_predictive(self, x):
-        mu = self.draws["mu"].reshape(-1, self.n_components)
-        ll = self.model.pointwise_log_likelihood(x, {"mu": mu})
-        return logsumexp(ll, axis=0) - np.log(mu.shape[0])
-
-    def params(self):
-        return {"mu_mean": self.draws["mu"].mean(axis=(0, 1))}
-
-    def point_estimates(self):
-        k = self.n_components
-        return {
-            "weights": np.full(k, 1.0 / k),
-            "means": self.draws["mu"].mean(axis=(0, 1))[:, None],
-            "covariances": np.full((k, 1, 1), self.model.obs_sd**2),
-        }
-
-
 def draws_fit(model, x, mu, method="nuts") -> Fit:
-    posterior = SamplerDraws(model, mu)
+    posterior = DrawsPosterior(model, {"mu": np.asarray(mu, dtype=float)})
     return Fit(
         method=method, model=model, data=x, posterior=posterior,
         responsibilities=np.exp(posterior.log_responsibilities(x)), elbo=float("nan"),

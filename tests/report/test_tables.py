@@ -11,47 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
-from scipy.special import logsumexp
 
 import gmmkit
+from gmmkit.inference.pymc import DrawsPosterior
 from gmmkit.models import GaussianMixture, UnivariateGMM
-from gmmkit.posterior import PosteriorKind
 from gmmkit.report import compare, print_comparison
 from gmmkit.result import Fit
-
-
-class SamplerDraws:
-    """Stored (chain, draw, K) draws of the means, like a PyMC sampler's."""
-
-    kind = PosteriorKind.SAMPLER_DRAWS
-
-    def __init__(self, model, mu):
-        self.model = model
-        self.draws = {"mu": np.asarray(mu, dtype=float)}
-        self.n_components = mu.shape[-1]
-
-    def draw(self, n_draws, rng):
-        return {"mu": self.draws["mu"].copy()}
-
-    def log_responsibilities(self, x):
-        mu = self.draws["mu"].reshape(-1, self.n_components)
-        dens = -0.5 * (x[None, :, None] - mu[:, None, :]) ** 2 / self.model.obs_sd**2
-        log_resp = dens - logsumexp(dens, axis=2, keepdims=True)
-        return logsumexp(log_resp, axis=0) - np.log(mu.shape[0])
-
-    def log_predictive(self, x):
-        mu = self.draws["mu"].reshape(-1, self.n_components)
-        ll = self.model.pointwise_log_likelihood(x, {"mu": mu})
-        return logsumexp(ll, axis=0) - np.log(mu.shape[0])
-
-    def params(self):
-        return {"mu_mean": self.draws["mu"].mean(axis=(0, 1))}
-
-    def point_estimates(self):
-        k = self.n_components
-        return {"weights": np.full(k, 1.0 / k),
-                "means": self.draws["mu"].mean(axis=(0, 1))[:, None],
-                "covariances": np.full((k, 1, 1), self.model.obs_sd**2)}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +28,7 @@ def with_sampler():
     order = np.argsort(cavi.means[:, 0])
     sd = np.sqrt(cavi.variational_params["s2"][order])
     mu = cavi.means[order, 0] + sd * rng.standard_normal((2, 300, 2))
-    posterior = SamplerDraws(model, mu)
+    posterior = DrawsPosterior(model, {"mu": np.asarray(mu, dtype=float)})
     nuts = Fit(method="nuts", model=model, data=x, posterior=posterior,
                responsibilities=np.exp(posterior.log_responsibilities(x)),
                elbo=float("nan"), elbo_trace=np.empty(0), converged=True, n_iter=0,
