@@ -17,7 +17,6 @@ from gmmkit.inference.cavi import GaussianMeansPosterior
 from gmmkit.inference.em import PointEstimatePosterior
 from gmmkit.inference.pymc import DrawsPosterior
 from gmmkit.models import GaussianMixture
-from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 # ----------------------------------------------------------------------------- stand-ins
@@ -428,31 +427,6 @@ def test_bad_input_is_refused(three_clusters_10sd):
 # ----------------------------------------------------------------------------- any dimension
 
 
-class MultivariateDraws:
-    """Sampler-style draws of weights, means and covariances, (chain, draw, K, ...)."""
-
-    kind = PosteriorKind.SAMPLER_DRAWS
-
-    def __init__(self, draws):
-        self.draws = draws
-        self.n_components = draws["means"].shape[2]
-
-    def draw(self, n_draws, rng):
-        return {k: v.copy() for k, v in self.draws.items()}
-
-    def log_responsibilities(self, x):
-        return np.full((x.shape[0], self.n_components), -np.log(self.n_components))
-
-    def log_predictive(self, x):
-        return np.zeros(x.shape[0])
-
-    def params(self):
-        return {k: v.mean(axis=(0, 1)) for k, v in self.draws.items()}
-
-    def point_estimates(self):
-        return self.params()
-
-
 def test_align_relabels_multivariate_draws_with_every_variable():
     rng = np.random.default_rng(8)
     means = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0]])
@@ -472,7 +446,8 @@ def test_align_relabels_multivariate_draws_with_every_variable():
         for name, v in clean.items()
     }
     fit = Fit(
-        method="nuts", model=GaussianMixture(k), data=x, posterior=MultivariateDraws(shuffled),
+        method="nuts", model=GaussianMixture(k), data=x,
+        posterior=DrawsPosterior(GaussianMixture(k), shuffled),
         responsibilities=np.full((x.shape[0], k), 0.25), elbo=float("nan"),
         elbo_trace=np.empty(0), converged=True, n_iter=0, elapsed_s=0.0,
     )
