@@ -344,3 +344,14 @@ def test_pymc_methods_refuse_sample_weight(method):
     with pytest.raises(ValueError, match=r"unexpected option.*sample_weight"):
         gmmkit.fit(UnivariateGMM(2, prior_sd=4.0), univariate_data(), method,
                    sample_weight=np.ones(200))
+
+
+def test_weighted_fit_saves_and_loads_its_weights(tmp_path):
+    X = blobs(2)
+    w = integer_weights(X.shape[0]).astype(float)
+    fit = gmmkit.fit(GaussianMixture(3), X, "em", seed=1, sample_weight=w)
+    fit.save(tmp_path / "fit")
+    again = gmmkit.load(tmp_path / "fit")
+    np.testing.assert_array_equal(again.sample_weight, w)
+    assert not again.sample_weight.flags.writeable
+    np.testing.assert_array_equal(again.elbo_trace, fit.elbo_trace)
