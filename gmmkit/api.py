@@ -79,6 +79,10 @@ def fit(
     **options
         The method's own options (PyMC methods: ``draws``, ``tune``, ``chains``,
         ``n_iter``, ...; ``Method.options`` in the table lists them with defaults).
+        The closed-form methods ("cavi", "em", "kmeans") take ``sample_weight``, an
+        array of shape (N,) of non-negative frequency weights: every per-point term of
+        the objective is multiplied by its weight, so integer weights give the fit of the
+        data with each row repeated that many times, and a zero weight drops the row.
 
     Returns
     -------
@@ -119,6 +123,9 @@ def fit(
     data = model.check_data(x, min_points=min_points)
     if isinstance(common.get("init"), Fit):
         _check_init_fit(common["init"], model, data)
+    if options.get("sample_weight") is not None:
+        options["sample_weight"] = _check_sample_weight(
+            options["sample_weight"], data.shape[0], min_points, model.n_components)
     # The backend gets every option it takes: the table's defaults, then what was given.
     return backend(model, data, method=chosen.name, seed=resolve_seed(seed),
                    progress=progress, **common, **{**chosen.options, **options})
@@ -150,6 +157,50 @@ def _check_init_fit(init: Fit, model: Model, data: np.ndarray) -> None:
             f"init must be a Fit of {d_data}-dimensional data to match x, got a Fit of "
             f"{d_init}-dimensional data"
         )
+
+
+def _check_sample_weight(
+    sample_weight: Any, n_points: int, min_weight: int, n_components: int
+) -> np.ndarray:
+    """Frequency weights: shape (N,), finite, non-negative, summing to at least what the
+    model needs (``min_weight``), with at least one positive weight per component.
+    Returns a read-only float copy."""
+    try:
+        w = np.array(sample_weight, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sample_weight must be an array of {n_points} non-negative numbers, got "
+            f"{type(sample_weight).__name__}"
+        ) from None
+    if w.shape != (n_points,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_points},), one weight per data point, "
+            f"got shape {w.shape}"
+        )
+    if not np.all(np.isfinite(w)):
+        bad = int(np.flatnonzero(~np.isfinite(w))[0])
+        raise ValueError(f"sample_weight must be finite, got {w[bad]} at index {bad}")
+    if np.any(w < 0):
+        bad = int(np.flatnonzero(w < 0)[0])
+        raise ValueError(
+            f"sample_weight must be non-negative, got {w[bad]:g} at index {bad}"
+        )
+    total = float(w.sum())
+    if total == 0:
+        raise ValueError("sample_weight must not be all zero")
+    if total < min_weight:
+        raise ValueError(
+            f"sample_weight must sum to at least {min_weight} (the weighted count of points "
+            f"this model and method need), got {total:g}"
+        )
+    positive = int(np.count_nonzero(w))
+    if positive < n_components:
+        raise ValueError(
+            f"sample_weight must be positive for at least n_components={n_components} "
+            f"points, got {positive}"
+        )
+    w.setflags(write=False)
+    return w
 
 
 def _check_tol(tol: Any) -> float:

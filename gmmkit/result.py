@@ -98,6 +98,9 @@ class Fit:
         One message per restart that failed (for example a singular covariance).
     diagnostics : mapping
         Method-specific diagnostics (r-hat, ESS, divergences, warnings).
+    sample_weight : ndarray, shape (N,), or None
+        The frequency weights of a weighted closed-form fit (read-only); None when every
+        point counted once.  The ELBO and log-likelihood traces are weighted sums.
     """
 
     method: str
@@ -121,12 +124,13 @@ class Fit:
     log_evidence_source: str = ""
     restart_failures: tuple[str, ...] = ()
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    sample_weight: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Frozen dataclass: bypass __setattr__ once, to store read-only copies.
         for name in (
             "data", "responsibilities", "elbo_trace", "restart_elbos", "time_trace",
-            "log_likelihood_trace", "kl_trace",
+            "log_likelihood_trace", "kl_trace", "sample_weight",
         ):
             object.__setattr__(self, name, _readonly(getattr(self, name)))
         object.__setattr__(self, "diagnostics", MappingProxyType(dict(self.diagnostics)))

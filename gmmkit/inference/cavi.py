@@ -12,6 +12,12 @@ statistics (N_k = sum_i phi_ik, S_k = sum_i phi_ik x_i) and the ELBO's data term
 L = sum_i logsumexp_k(logits_ik) are fused in blocks of points laid out as (K, block),
 so that the max/exp/sum run over contiguous memory and stay in cache; the (N, K)
 responsibilities are only formed once, at the end.  No loop visits single points.
+
+Frequency weights (``sample_weight`` w_i): every per-point term of the ELBO is multiplied
+by w_i, so N_k = sum_i w_i phi_ik, S_k = sum_i w_i phi_ik x_i, L = sum_i w_i lse_i and
+N becomes sum_i w_i; the phi-update of each point is unchanged.  Integer weights give
+exactly the fit of the data with rows repeated (the weight is folded into the per-point
+scale 1/sum_k exp(...) of the statistics, one extra product per point).
 """
 
 from __future__ import annotations
@@ -69,12 +75,14 @@ def _centred_logits(model: UnivariateGMM, x, m, s2, out=None):
     return out
 
 
-def assignment_statistics(model: UnivariateGMM, x: np.ndarray, m: np.ndarray, s2: np.ndarray):
+def assignment_statistics(model: UnivariateGMM, x: np.ndarray, m: np.ndarray, s2: np.ndarray,
+                          sample_weight: np.ndarray | None = None):
     """The phi-update fused with its sufficient statistics.
 
     Returns ``(n_k, s_k, lse_sum)`` for phi_i = softmax_k(centred logits), in one blocked
     pass over ``x`` with O(K * block) extra memory, where
-    ``lse_sum = sum_i logsumexp_k(-((x_i - m_k)^2 + s2_k) / (2 tau^2))``.
+    ``lse_sum = sum_i logsumexp_k(-((x_i - m_k)^2 + s2_k) / (2 tau^2))``.  With
+    ``sample_weight`` every point's contribution to the three is multiplied by its weight.
     """
     n_points, n_components = x.shape[0], m.shape[0]
     block = min(_block_size(n_components), n_points)
@@ -93,10 +101,15 @@ def assignment_statistics(model: UnivariateGMM, x: np.ndarray, m: np.ndarray, s2
         lb -= mx  # log-space: exp never overflows, the largest term is exp(0) = 1
         np.exp(lb, out=lb)
         np.sum(lb, axis=0, out=tot)
-        np.divide(1.0, tot, out=w[:, 0])
+        if sample_weight is None:
+            np.divide(1.0, tot, out=w[:, 0])
+            lse_sum += float(mx.sum() + np.log(tot).sum())
+        else:
+            wb = sample_weight[start : start + block]
+            np.divide(wb, tot, out=w[:, 0])  # the weight folded into phi's normaliser
+            lse_sum += float(wb @ mx + wb @ np.log(tot))
         np.multiply(xb, w[:, 0], out=w[:, 1])
         stats += lb @ w  # [sum_i phi_ik, sum_i phi_ik x_i] for this block
-        lse_sum += float(mx.sum() + np.log(tot).sum())
     return stats[:, 0], stats[:, 1], lse_sum
 
 
@@ -106,38 +119,43 @@ def log_responsibilities(model: UnivariateGMM, x: np.ndarray, m: np.ndarray, s2:
     return logits - logsumexp(logits, axis=1, keepdims=True)
 
 
-def _state_from_means(model, x, m, s2) -> CAVIState:
-    n_k, s_k, lse_sum = assignment_statistics(model, x, m, s2)
+def _state_from_means(model, x, m, s2, sample_weight=None) -> CAVIState:
+    n_k, s_k, lse_sum = assignment_statistics(model, x, m, s2, sample_weight)
     return CAVIState(m=m, s2=s2, n_k=n_k, s_k=s_k, lse_sum=lse_sum)
 
 
 def init_state(
-    model: UnivariateGMM, x: np.ndarray, init: str, rng: np.random.Generator
+    model: UnivariateGMM, x: np.ndarray, init: str, rng: np.random.Generator,
+    sample_weight: np.ndarray | None = None,
 ) -> CAVIState:
     """Start from kmeans++ (or random data points) means; s2 as if each component had
-    N/K points, then take one phi-update so the state is self-consistent."""
+    N/K points (N the total weight when weighted), then take one phi-update so the
+    state is self-consistent."""
     k = model.n_components
-    m = initial_means(x[:, None], k, init, rng)[:, 0]
-    s2 = np.full(k, 1.0 / (1.0 / model.prior_sd**2 + x.shape[0] / k / model.obs_sd**2))
-    return _state_from_means(model, x, m, s2)
+    m = initial_means(x[:, None], k, init, rng, sample_weight)[:, 0]
+    n = x.shape[0] if sample_weight is None else float(sample_weight.sum())
+    s2 = np.full(k, 1.0 / (1.0 / model.prior_sd**2 + n / k / model.obs_sd**2))
+    return _state_from_means(model, x, m, s2, sample_weight)
 
 
-def step(model: UnivariateGMM, x: np.ndarray, state: CAVIState) -> CAVIState:
+def step(model: UnivariateGMM, x: np.ndarray, state: CAVIState,
+         sample_weight: np.ndarray | None = None) -> CAVIState:
     """One CAVI sweep: update q(mu) from phi's statistics, then phi from the new q(mu)."""
     sigma2, tau2 = model.prior_sd**2, model.obs_sd**2
     s2 = 1.0 / (1.0 / sigma2 + state.n_k / tau2)  # variance update
     m = s2 * state.s_k / tau2  # mean update
-    return _state_from_means(model, x, m, s2)  # assignment update
+    return _state_from_means(model, x, m, s2, sample_weight)  # assignment update
 
 
-def elbo(model: UnivariateGMM, n_points: int, state: CAVIState) -> float:
+def elbo(model: UnivariateGMM, n_points: float, state: CAVIState) -> float:
     """ELBO in nats with every constant; exact for the state's phi, m and s2.
 
     ELBO = sum_k E[log N(mu_k | 0, sigma^2)] + sum_k H[N(m_k, s2_k)]
            + sum_i E[log p(c_i)] + sum_i E[log p(x_i | c_i, mu)] + sum_i H[phi_i].
     With phi_i = softmax(logits_i), the last three terms collapse to
            -N log K - (N/2) log(2 pi tau^2) + sum_i [lse_i - x_i^2 / (2 tau^2)],
-    and the bracket is accumulated per point (``state.lse_sum``).
+    and the bracket is accumulated per point (``state.lse_sum``).  For a weighted fit
+    ``n_points`` is the total weight (and ``lse_sum`` the weighted sum).
     """
     sigma2, tau2 = model.prior_sd**2, model.obs_sd**2
     m, s2 = state.m, state.s2
@@ -215,13 +233,16 @@ def fit_cavi(
     max_iter: int,
     progress: bool,
     method: str,
+    sample_weight: np.ndarray | None = None,
 ) -> Fit:
-    """Run CAVI with restarts through the shared loop; ``x`` is already validated."""
+    """Run CAVI with restarts through the shared loop; ``x`` is already validated, and so
+    is ``sample_weight`` (N,) (None: every point counts once)."""
     rng = np.random.default_rng(seed)
+    n = x.shape[0] if sample_weight is None else float(sample_weight.sum())
     run = coordinate_ascent(
-        init=lambda r: init_state(model, x, init, r),
-        step=lambda s: step(model, x, s),
-        objective=lambda s: elbo(model, x.shape[0], s),
+        init=lambda r: init_state(model, x, init, r, sample_weight),
+        step=lambda s: step(model, x, s, sample_weight),
+        objective=lambda s: elbo(model, n, s),
         rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label="CAVI",
     )
     state = run.state
@@ -229,5 +250,5 @@ def fit_cavi(
         run, method=method, model=model, data=x,
         posterior=GaussianMeansPosterior(model, state.m, state.s2),
         responsibilities=np.exp(log_responsibilities(model, x, state.m, state.s2)),
-        seed=seed,
+        seed=seed, sample_weight=sample_weight,
     )

@@ -70,6 +70,17 @@ standardise the columns, instead of failing every restart with "singular covaria
 A feature whose variance is below ``reg_covar`` is, in effect, smoothed away by it:
 standardise such data too.
 
+**Frequency weights** (``sample_weight`` w_n): every per-point term is multiplied by its
+weight: the M-step uses the responsibilities w_n r_nk (so N_k = sum_n w_n r_nk and pi_k =
+N_k / sum_n w_n), the log-likelihood is sum_n w_n log p(x_n | theta), the ELBO
+sum_n w_n sum_k r_nk (log_prob_nk - log r_nk), the centre is the weighted mean, the
+kmeans++ seeding is weighted, and a hard-assignment cluster is empty when its points
+carry no weight.  Integer weights give the fit of the repeated rows (from the same initial
+means) and zero weights that of the dropped rows; the M-step is invariant to a common
+scale of the weights, the objective scales with it.  One difference remains: re-seeding
+an emptied cluster moves a whole weighted point (a point alone in its cluster is never
+moved), where repeated rows could move one copy.
+
 **Singular covariances**: when a covariance is not positive definite, or its Cholesky
 pivots fall below the rounding level of its diagonal (a component on a line, or a single
 point with ``reg_covar = 0``), the restart stops with :class:`RestartFailed` naming the
@@ -270,45 +281,57 @@ def m_step(
     return n_k / n_k.sum(), means, covariances
 
 
-def elbo(log_prob: np.ndarray, resp: np.ndarray) -> float:
+def elbo(log_prob: np.ndarray, resp: np.ndarray,
+         sample_weight: np.ndarray | None = None) -> float:
     """ELBO(r, theta) = sum_nk r_nk (log_prob_nk - log r_nk), with 0 log 0 = 0.
 
-    ``log_prob`` (N, K) is log pi_k + log N(x_n | theta_k); ``resp`` (N, K) is q(z).
+    ``log_prob`` (N, K) is log pi_k + log N(x_n | theta_k); ``resp`` (N, K) is q(z);
+    with ``sample_weight`` (N,) each point's term is multiplied by its weight.
     """
     # r * log_prob is 0 where r = 0 because log_prob is finite (pi_k >= 10 eps / N).
-    return float(np.sum(resp * log_prob) + np.sum(entr(resp)))
+    if sample_weight is None:
+        return float(np.sum(resp * log_prob) + np.sum(entr(resp)))
+    per_point = np.sum(resp * log_prob, axis=1) + np.sum(entr(resp), axis=1)
+    return float(sample_weight @ per_point)
 
 
 def _state(
     model: GaussianMixture, X: np.ndarray, resp: np.ndarray, labels: np.ndarray | None,
-    n_reseeded: int, hard: bool,
+    n_reseeded: int, hard: bool, sample_weight: np.ndarray | None = None,
 ) -> EMState:
-    """M-step from ``resp``, then the E-step at the new parameters."""
+    """M-step from ``resp`` (times the weights), then the E-step at the new parameters."""
     family = model.covariance
+    w = sample_weight
+    resp_w = resp if w is None else resp * w[:, None]
     if family == "full":
-        weights, means, covariances = m_step(X, resp, model.reg_covar)
+        weights, means, covariances = m_step(X, resp_w, model.reg_covar)
         prec_chol = factor_covariances(covariances, model.reg_covar)
     else:
-        weights, means, covariances = m_step_family(X, resp, model.reg_covar, family)
+        weights, means, covariances = m_step_family(X, resp_w, model.reg_covar, family)
+        # Rows without weight are not part of the data: they set no scale.
+        counted = X if w is None else X[w > 0]
         prec_chol = factor_family(covariances, family, model.reg_covar,
-                                  float(np.max(X * X, initial=0.0)))
+                                  float(np.max(counted * counted, initial=0.0)))
     log_prob = weighted_log_prob(X, weights, means, prec_chol, family)
     log_norm = logsumexp(log_prob, axis=1)
     log_resp = log_prob - log_norm[:, None]
     if hard:
         # One-hot q: no entropy, ELBO = classification log-likelihood.
-        bound = float(np.sum(log_prob[np.arange(X.shape[0]), labels]))
+        assigned = log_prob[np.arange(X.shape[0]), labels]
+        bound = float(np.sum(assigned) if w is None else w @ assigned)
     else:
-        bound = elbo(log_prob, resp)
+        bound = elbo(log_prob, resp, w)
+    log_likelihood = float(log_norm.sum() if w is None else w @ log_norm)
     return EMState(
         weights=weights, means=means, covariances=covariances, prec_chol=prec_chol,
-        log_prob=log_prob, log_resp=log_resp, log_likelihood=float(log_norm.sum()),
+        log_prob=log_prob, log_resp=log_resp, log_likelihood=log_likelihood,
         elbo=bound, labels=labels, n_reseeded=n_reseeded,
     )
 
 
 def hard_assignment(
-    X: np.ndarray, labels: np.ndarray, means: np.ndarray
+    X: np.ndarray, labels: np.ndarray, means: np.ndarray,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Re-seed every empty cluster with the point farthest from its assigned mean.
 
@@ -319,6 +342,9 @@ def hard_assignment(
         Current hard assignment, values in 0..K-1 (not modified).
     means : ndarray, shape (K, D)
         The means the points are measured against (those of the assigning parameters).
+    sample_weight : ndarray, shape (N,), optional
+        Frequency weights: a cluster is empty when its points weigh nothing in total, and
+        only a positive-weight point whose cluster keeps some weight may move.
 
     Returns
     -------
@@ -329,6 +355,8 @@ def hard_assignment(
     """
     n_components = means.shape[0]
     labels = labels.copy()
+    if sample_weight is not None:
+        return _hard_assignment_weighted(X, labels, means, sample_weight)
     counts = np.bincount(labels, minlength=n_components)
     empty = np.flatnonzero(counts == 0)
     if empty.size == 0:
@@ -345,6 +373,23 @@ def hard_assignment(
     return labels, int(empty.size)
 
 
+def _hard_assignment_weighted(X, labels, means, w):
+    n_components = means.shape[0]
+    counts = np.bincount(labels, weights=w, minlength=n_components)
+    empty = np.flatnonzero(counts <= 0)
+    if empty.size == 0:
+        return labels, 0
+    distance = np.sum((X - means[labels]) ** 2, axis=1)
+    positive = w > 0
+    for comp in empty:  # loop over the (few) empty components, not the data
+        candidates = np.where(positive & (counts[labels] - w > 0), distance, -np.inf)
+        point = int(np.argmax(candidates))
+        counts[labels[point]] -= w[point]
+        labels[point] = comp
+        counts[comp] = w[point]
+    return labels, int(empty.size)
+
+
 def _one_hot(labels: np.ndarray, n_components: int) -> np.ndarray:
     resp = np.zeros((labels.shape[0], n_components))
     resp[np.arange(labels.shape[0]), labels] = 1.0
@@ -353,7 +398,7 @@ def _one_hot(labels: np.ndarray, n_components: int) -> np.ndarray:
 
 def init_state(
     model: GaussianMixture, X: np.ndarray, init: Any, rng: np.random.Generator, *,
-    hard: bool = False,
+    hard: bool = False, sample_weight: np.ndarray | None = None,
 ) -> EMState:
     """Initial state: means from kmeans++ (or random points, or an array of shape (K, D)),
     every point assigned to its nearest mean (empty clusters re-seeded), then one M-step.
@@ -362,7 +407,7 @@ def init_state(
     """
     k = model.n_components
     if isinstance(init, str):
-        means0 = initial_means(X, k, init, rng)
+        means0 = initial_means(X, k, init, rng, sample_weight)
     else:
         means0 = np.asarray(init, dtype=float)
         if means0.shape != (k, X.shape[1]):
@@ -371,21 +416,26 @@ def init_state(
             )
     # Nearest mean in Euclidean distance, via ||x||^2 - 2 x.mu + ||mu||^2 without ||x||^2.
     nearest = np.argmin(-2.0 * X @ means0.T + np.sum(means0**2, axis=1), axis=1)
-    labels, n_reseeded = hard_assignment(X, nearest, means0)
-    return _state(model, X, _one_hot(labels, k), labels, n_reseeded, hard=True)
+    labels, n_reseeded = hard_assignment(X, nearest, means0, sample_weight)
+    return _state(model, X, _one_hot(labels, k), labels, n_reseeded, hard=True,
+                  sample_weight=sample_weight)
 
 
-def step(model: GaussianMixture, X: np.ndarray, state: EMState) -> EMState:
+def step(model: GaussianMixture, X: np.ndarray, state: EMState,
+         sample_weight: np.ndarray | None = None) -> EMState:
     """One EM iteration: M-step from the state's responsibilities, E-step at the result."""
-    return _state(model, X, np.exp(state.log_resp), None, state.n_reseeded, hard=False)
+    return _state(model, X, np.exp(state.log_resp), None, state.n_reseeded, hard=False,
+                  sample_weight=sample_weight)
 
 
-def step_kmeans(model: GaussianMixture, X: np.ndarray, state: EMState) -> EMState:
+def step_kmeans(model: GaussianMixture, X: np.ndarray, state: EMState,
+                sample_weight: np.ndarray | None = None) -> EMState:
     """One hard-assignment iteration: argmax of the weighted densities, re-seed empty
     clusters, then the maximum-likelihood M-step."""
-    labels, n_new = hard_assignment(X, np.argmax(state.log_prob, axis=1), state.means)
+    labels, n_new = hard_assignment(X, np.argmax(state.log_prob, axis=1), state.means,
+                                    sample_weight)
     return _state(model, X, _one_hot(labels, model.n_components), labels,
-                  state.n_reseeded + n_new, hard=True)
+                  state.n_reseeded + n_new, hard=True, sample_weight=sample_weight)
 
 
 # ----------------------------------------------------------------------------- posterior
@@ -500,14 +550,19 @@ def _check_model(model: Any, method: str) -> None:
         )
 
 
-def check_feature_scales(X: np.ndarray, reg_covar: float) -> None:
+def check_feature_scales(X: np.ndarray, reg_covar: float,
+                         sample_weight: np.ndarray | None = None) -> None:
     """Refuse data whose feature variances (plus ``reg_covar``) span more than
     :data:`MAX_FEATURE_VARIANCE_RATIO`; see the module docstring ("Feature scales").
 
     Features with zero variance and ``reg_covar = 0`` are left to the singular-covariance
     handling, which names the component.
     """
-    var = X.var(axis=0) + reg_covar
+    if sample_weight is None:
+        var = X.var(axis=0) + reg_covar
+    else:
+        mean = (sample_weight @ X) / sample_weight.sum()
+        var = (sample_weight @ (X - mean) ** 2) / sample_weight.sum() + reg_covar
     positive = np.flatnonzero(var > 0)
     if positive.size < 2:
         return
@@ -524,13 +579,14 @@ def check_feature_scales(X: np.ndarray, reg_covar: float) -> None:
         )
 
 
-def _run(model, X, *, hard, seed, n_init, init, tol, max_iter, progress, label):
+def _run(model, X, *, hard, seed, n_init, init, tol, max_iter, progress, label,
+         sample_weight=None):
     """The restarts on centred data ``X`` (init means, when an array, are centred too)."""
     rng = np.random.default_rng(seed)
     step_fn = step_kmeans if hard else step
     return coordinate_ascent(
-        init=lambda r: init_state(model, X, init, r, hard=hard),
-        step=lambda s: step_fn(model, X, s),
+        init=lambda r: init_state(model, X, init, r, hard=hard, sample_weight=sample_weight),
+        step=lambda s: step_fn(model, X, s, sample_weight),
         # EM climbs the log-likelihood; hard EM climbs the classification likelihood.
         objective=(lambda s: s.elbo) if hard else (lambda s: s.log_likelihood),
         rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label=label,
@@ -538,14 +594,16 @@ def _run(model, X, *, hard, seed, n_init, init, tol, max_iter, progress, label):
     )
 
 
-def _centred(model: GaussianMixture, X: np.ndarray, init: Any):
+def _centred(model: GaussianMixture, X: np.ndarray, init: Any,
+             sample_weight: np.ndarray | None = None):
     """(centre (D,), centred data (N, D), init with array means centred too).
 
-    Subtracting the mean once makes the fit translation invariant up to the rounding of
-    the data (module docstring, "Centred coordinates").
+    Subtracting the (weighted) mean once makes the fit translation invariant up to the
+    rounding of the data (module docstring, "Centred coordinates").
     """
-    check_feature_scales(X, model.reg_covar)
-    centre = X.mean(axis=0)
+    check_feature_scales(X, model.reg_covar, sample_weight)
+    centre = (X.mean(axis=0) if sample_weight is None
+              else (sample_weight @ X) / sample_weight.sum())
     if not isinstance(init, str):
         init = np.asarray(init, dtype=float)
         if init.shape[-1:] == centre.shape:  # a wrong shape is left for init_state to name
@@ -564,8 +622,10 @@ def fit_em(
     max_iter: int,
     progress: bool,
     method: str,
+    sample_weight: np.ndarray | None = None,
 ) -> Fit:
-    """Maximum-likelihood EM with restarts; ``X`` (N, D) is already validated.
+    """Maximum-likelihood EM with restarts; ``X`` (N, D) is already validated, and so is
+    ``sample_weight`` (N,) (None: every point counts once; module docstring).
 
     ``init`` is "kmeans++", "random" or (called directly) an array of initial means of
     shape (K, D).  The restart with the highest final log-likelihood is kept.
@@ -579,10 +639,11 @@ def fit_em(
         log-likelihood, and the posterior is a :class:`PointEstimatePosterior`.
     """
     _check_model(model, method)
-    centre, X_centred, init = _centred(model, X, init)
+    centre, X_centred, init = _centred(model, X, init, sample_weight)
     run = _run(model, X_centred, hard=False, seed=seed, n_init=n_init, init=init, tol=tol,
-               max_iter=max_iter, progress=progress, label="EM")
-    return _make_fit(method, model, X, centre, run, seed, hard=False)
+               max_iter=max_iter, progress=progress, label="EM", sample_weight=sample_weight)
+    return _make_fit(method, model, X, centre, run, seed, hard=False,
+                     sample_weight=sample_weight)
 
 
 def fit_kmeans(
@@ -596,8 +657,10 @@ def fit_kmeans(
     max_iter: int,
     progress: bool,
     method: str,
+    sample_weight: np.ndarray | None = None,
 ) -> Fit:
-    """Hard-assignment GMM (classification EM) with restarts; ``X`` (N, D) validated.
+    """Hard-assignment GMM (classification EM) with restarts; ``X`` (N, D) validated,
+    and so is ``sample_weight`` (N,) (None: every point counts once).
 
     Returns
     -------
@@ -608,13 +671,16 @@ def fit_kmeans(
         ``diagnostics["reseeded_clusters"]`` counts re-seeded empty clusters.
     """
     _check_model(model, method)
-    centre, X_centred, init = _centred(model, X, init)
+    centre, X_centred, init = _centred(model, X, init, sample_weight)
     run = _run(model, X_centred, hard=True, seed=seed, n_init=n_init, init=init, tol=tol,
-               max_iter=max_iter, progress=progress, label="k-means GMM")
-    return _make_fit(method, model, X, centre, run, seed, hard=True)
+               max_iter=max_iter, progress=progress, label="k-means GMM",
+               sample_weight=sample_weight)
+    return _make_fit(method, model, X, centre, run, seed, hard=True,
+                     sample_weight=sample_weight)
 
 
-def _make_fit(method: str, model, X, centre, run, seed, *, hard: bool) -> Fit:
+def _make_fit(method: str, model, X, centre, run, seed, *, hard: bool,
+              sample_weight=None) -> Fit:
     state = run.state  # in centred coordinates
     family = model.covariance
     k, d = state.means.shape
@@ -635,4 +701,5 @@ def _make_fit(method: str, model, X, centre, run, seed, *, hard: bool) -> Fit:
             "log_likelihood": float(state.log_likelihood),
             "reseeded_clusters": int(state.n_reseeded),
         },
+        sample_weight=sample_weight,
     )

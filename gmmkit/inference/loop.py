@@ -221,20 +221,28 @@ def fit_from_run(
 
 
 def initial_means(
-    X: np.ndarray, n_components: int, init: str, rng: np.random.Generator
+    X: np.ndarray, n_components: int, init: str, rng: np.random.Generator,
+    sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Initial component means, shape (K, D), from data ``X`` of shape (N, D).
 
     "kmeans++" uses scikit-learn's ``kmeans_plusplus`` seeding (Arthur & Vassilvitskii,
-    2007); "random" picks K distinct data points uniformly.
+    2007); "random" picks K distinct data points uniformly.  With ``sample_weight`` (N,)
+    kmeans++ draws every seed with probability proportional to weight times squared
+    distance (scikit-learn's weighted seeding, which draws through the cumulative sum of
+    the weights, so integer weights pick the same points as repeated rows for the same
+    random numbers, and zero-weight points are never picked); "random" picks K distinct
+    points with probabilities proportional to their weights.
     """
     if init == "kmeans++":
         from sklearn.cluster import kmeans_plusplus
 
+        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
         centers, _ = kmeans_plusplus(
-            X, n_components, random_state=int(rng.integers(2**31 - 1))
+            X, n_components, random_state=int(rng.integers(2**31 - 1)), **extra
         )
         return centers
     if init == "random":
-        return X[rng.choice(X.shape[0], size=n_components, replace=False)].copy()
+        p = None if sample_weight is None else sample_weight / sample_weight.sum()
+        return X[rng.choice(X.shape[0], size=n_components, replace=False, p=p)].copy()
     raise ValueError(f"unknown init {init!r}; expected one of 'kmeans++', 'random'")

@@ -166,6 +166,10 @@ def _bayesian(backend: Backend) -> tuple[tuple[type, Backend], ...]:
 
 
 _CLOSED_FORM_COMMON = ("n_init", "init", "tol", "max_iter")
+#: The closed-form methods' own options: ``sample_weight`` (N,) frequency weights, None for
+#: an unweighted fit (validated by :func:`gmmkit.fit`; a weighted fit equals the fit on
+#: the data with every row repeated as often as its integer weight says).
+_CLOSED_FORM_OPTIONS = {"sample_weight": None}
 #: ADVI's options.  The stopping rule: every ``convergence_window`` steps, stop once the
 #: mean one-draw ELBO of the last window is at most ``convergence_tol`` standard errors (of
 #: the difference of the two window means) above that of the window before, i.e. the
@@ -182,6 +186,7 @@ CAVI = Method(
     kind=PosteriorKind.CLOSED_FORM_Q,
     backends=((UnivariateGMM, _cavi), (BayesianGMM, _vb)),
     common=_CLOSED_FORM_COMMON,
+    options=_CLOSED_FORM_OPTIONS,
 )
 EM = Method(
     name="em",
@@ -189,6 +194,7 @@ EM = Method(
     kind=PosteriorKind.POINT_ESTIMATE,
     backends=((GaussianMixture, _em),),
     common=_CLOSED_FORM_COMMON,
+    options=_CLOSED_FORM_OPTIONS,
 )
 KMEANS = Method(
     name="kmeans",
@@ -196,6 +202,7 @@ KMEANS = Method(
     kind=PosteriorKind.POINT_ESTIMATE,
     backends=((GaussianMixture, _kmeans),),
     common=_CLOSED_FORM_COMMON,
+    options=_CLOSED_FORM_OPTIONS,
 )
 ADVI = Method(
     name="advi",

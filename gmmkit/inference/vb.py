@@ -24,6 +24,12 @@ Implementation notes (why it is fast and stable):
 * Every update is in "raw moment" form (10.62 rewritten as W_k^-1 = W0^-1 + sum r x x^T +
   beta0 m0 m0^T - beta_k m_k m_k^T), so an empty component (N_k -> 0) falls back exactly
   to the prior instead of dividing 0 by 0.
+* Frequency weights (``sample_weight`` w_n) multiply every per-point term of the bound:
+  the statistics become sum_n w_n r_nk phi(x_n) and the data term sum_n w_n logsumexp_k.
+  The weight is folded into the per-point normaliser 1/sum_k rho_nk that already scales
+  the narrower operand of the statistics GEMM, so weights cost one product per point.
+  The centre and the data-dependent priors m0, W0 use the weighted mean and the weighted
+  sample covariance (ddof 1 in the total weight), so integer weights equal repetition.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from scipy.special import digamma, gammaln, logsumexp
 
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import (
+    _DEFAULT_RIDGE,
     BayesianGMM,
     log_wishart_normaliser,
     normal_wishart_logpdf,
@@ -73,10 +80,43 @@ class _Problem(NamedTuple):
     iu: tuple[np.ndarray, np.ndarray]  # upper-triangle indices of x x^T
     n_features: int  # p = 1 + D + D(D+1)/2
     phi: np.ndarray | None  # (p, N) features of every point, when cheap enough to keep
+    w: np.ndarray | None = None  # (N,) frequency weights; None: every point counts once
 
 
-def _problem(model: BayesianGMM, X: np.ndarray) -> _Problem:
-    centre = X.mean(axis=0)
+def _weighted_mean(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ X) / w.sum()
+
+
+def _weighted_priors(model: BayesianGMM, X: np.ndarray, w: np.ndarray) -> BayesianGMM:
+    """``model.resolve`` with the data-dependent m0 and W0 of the weighted data: the
+    weighted mean, and W0 = (S + eps I)^-1 from the weighted sample covariance
+    S = sum_n w_n (x_n - xbar)(x_n - xbar)^T / (sum_n w_n - 1), with the same ridge as
+    the unweighted default; for integer weights both are those of the repeated rows."""
+    from dataclasses import replace
+
+    changes = {}
+    if model.m0 is None:
+        changes["m0"] = _weighted_mean(X, w)
+    if model.W0 is None:
+        d = X.shape[1]
+        diff = X - _weighted_mean(X, w)
+        cov = (w * diff.T) @ diff / (w.sum() - 1.0)
+        trace = float(np.trace(cov))
+        if not trace > 0 or not np.isfinite(trace):
+            raise ValueError(
+                "the weighted data (sample_weight) have zero spread, so the default "
+                "W0 = S^-1 does not exist; pass W0 explicitly"
+            )
+        cov = cov + (_DEFAULT_RIDGE * trace / d) * np.eye(d)
+        chol = np.linalg.cholesky(cov)
+        inv_chol = linalg.solve_triangular(chol, np.eye(d), lower=True)
+        W0 = inv_chol.T @ inv_chol
+        changes["W0"] = 0.5 * (W0 + W0.T)
+    return (replace(model, **changes) if changes else model).resolve(X)
+
+
+def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
+    centre = X.mean(axis=0) if w is None else _weighted_mean(X, w)
     d = X.shape[1]
     w0_chol = np.linalg.cholesky(model.W0)
     w0_inv_chol = linalg.solve_triangular(w0_chol, np.eye(d), lower=True)
@@ -102,7 +142,7 @@ def _problem(model: BayesianGMM, X: np.ndarray) -> _Problem:
         alpha0=float(model.alpha0), beta0=float(model.beta0),
         m0=np.asarray(model.m0, dtype=float) - centre, W0_inv=w0_inv_chol.T @ w0_inv_chol,
         log_det_W0=float(2.0 * np.log(np.diag(w0_chol)).sum()), nu0=float(model.nu0),
-        iu=iu, n_features=n_features, phi=phi,
+        iu=iu, n_features=n_features, phi=phi, w=w,
     )
 
 
@@ -205,7 +245,7 @@ def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
 
     Returns ``(stats (K, p), lse_sum)``; with ``out`` (N, K) also writes r there.
     """
-    X_t = prob.X_t
+    X_t, w = prob.X_t, prob.w
     n = X_t.shape[1]
     p, k = coef.shape
     coef_t = np.ascontiguousarray(coef.T)  # (K, p)
@@ -229,8 +269,20 @@ def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
         lb -= mx  # log-space: the largest term is exp(0) = 1, nothing overflows
         np.exp(lb, out=lb)
         np.sum(lb, axis=0, out=tot)
-        lse_sum += float(mx.sum() + np.log(tot).sum())
-        np.divide(1.0, tot, out=tot)
+        if w is None:
+            lse_sum += float(mx.sum() + np.log(tot).sum())
+            np.divide(1.0, tot, out=tot)
+        else:
+            wb = w[start : start + b]
+            lse_sum += float(wb @ mx + wb @ np.log(tot))
+            np.divide(1.0, tot, out=tot)
+            if out is not None:  # r itself to out, w r to the statistics
+                lb *= tot
+                out[start : start + b] = lb.T
+                lb *= wb
+                stats += f @ lb.T
+                continue
+            tot *= wb  # the weight folded into the normaliser: w_n / sum_k rho_nk
         if scale_features and out is None:
             f = np.multiply(f, tot, out=phi[:, :b])  # never scale the kept features
         else:
@@ -279,7 +331,7 @@ def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Gene
     the M-step of those one-hot responsibilities, then the E-step."""
     X, X_t = prob.X, prob.X_t
     n = X.shape[0]
-    centres = initial_means(X, n_components, init, rng)
+    centres = initial_means(X, n_components, init, rng, prob.w)
     stats = np.zeros((prob.n_features, n_components))
     block = min(_block_size(n_components, prob.n_features), n)
     phi = np.empty((prob.n_features, block))
@@ -289,7 +341,10 @@ def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Gene
         xb = X_t[:, start : start + block]
         f = _features(xb, prob.iu, phi[:, : xb.shape[1]])
         labels = np.argmin(sq_centres[:, None] - 2.0 * centres @ xb, axis=0)
-        stats += f @ (labels == components).T.astype(float)
+        one_hot = (labels == components).T.astype(float)
+        if prob.w is not None:
+            one_hot *= prob.w[start : start + block, None]
+        stats += f @ one_hot
     stats = stats.T
     return _state(prob, *_m_step(prob, stats))
 
@@ -527,15 +582,21 @@ def fit_vb(
     max_iter: int,
     progress: bool,
     method: str,
+    sample_weight: np.ndarray | None = None,
 ) -> Fit:
-    """Bishop's VB with restarts through the shared loop; ``X`` is already validated.
+    """Bishop's VB with restarts through the shared loop; ``X`` is already validated, and
+    so is ``sample_weight`` (N,) (None: every point counts once).
 
-    ``Fit.model`` is the model with its data-dependent priors resolved against ``X``.
+    ``Fit.model`` is the model with its data-dependent priors resolved against ``X``
+    (the weighted ``X`` when weighted).
     """
     from threadpoolctl import threadpool_limits
 
-    model = model.resolve(X)
-    prob = _problem(model, X)
+    if sample_weight is None:
+        model = model.resolve(X)
+    else:
+        model = _weighted_priors(model, X, sample_weight)
+    prob = _problem(model, X, sample_weight)
     rng = np.random.default_rng(seed)
     # One BLAS thread: the blocked GEMMs are (K, p) x (p, ~10^3), too small for threads to
     # pay, and multi-threaded OpenBLAS made them 2-5x slower in benchmarks/bench_vb.py
@@ -559,5 +620,5 @@ def fit_vb(
         run, method=method, model=model, data=X,
         posterior=BishopPosterior(model, centre, state.alpha, state.beta, state.m,
                                   state.W_inv_chol, state.nu),
-        responsibilities=responsibilities, seed=seed,
+        responsibilities=responsibilities, seed=seed, sample_weight=sample_weight,
     )
