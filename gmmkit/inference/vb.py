@@ -44,7 +44,6 @@ from scipy.special import digamma, gammaln, logsumexp
 
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import (
-    _DEFAULT_RIDGE,
     BayesianGMM,
     log_wishart_normaliser,
     normal_wishart_logpdf,
@@ -83,40 +82,8 @@ class _Problem(NamedTuple):
     w: np.ndarray | None = None  # (N,) frequency weights; None: every point counts once
 
 
-def _weighted_mean(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return (w @ X) / w.sum()
-
-
-def _weighted_priors(model: BayesianGMM, X: np.ndarray, w: np.ndarray) -> BayesianGMM:
-    """``model.resolve`` with the data-dependent m0 and W0 of the weighted data: the
-    weighted mean, and W0 = (S + eps I)^-1 from the weighted sample covariance
-    S = sum_n w_n (x_n - xbar)(x_n - xbar)^T / (sum_n w_n - 1), with the same ridge as
-    the unweighted default; for integer weights both are those of the repeated rows."""
-    from dataclasses import replace
-
-    changes = {}
-    if model.m0 is None:
-        changes["m0"] = _weighted_mean(X, w)
-    if model.W0 is None:
-        d = X.shape[1]
-        diff = X - _weighted_mean(X, w)
-        cov = (w * diff.T) @ diff / (w.sum() - 1.0)
-        trace = float(np.trace(cov))
-        if not trace > 0 or not np.isfinite(trace):
-            raise ValueError(
-                "the weighted data (sample_weight) have zero spread, so the default "
-                "W0 = S^-1 does not exist; pass W0 explicitly"
-            )
-        cov = cov + (_DEFAULT_RIDGE * trace / d) * np.eye(d)
-        chol = np.linalg.cholesky(cov)
-        inv_chol = linalg.solve_triangular(chol, np.eye(d), lower=True)
-        W0 = inv_chol.T @ inv_chol
-        changes["W0"] = 0.5 * (W0 + W0.T)
-    return (replace(model, **changes) if changes else model).resolve(X)
-
-
 def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
-    centre = X.mean(axis=0) if w is None else _weighted_mean(X, w)
+    centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
     d = X.shape[1]
     w0_chol = np.linalg.cholesky(model.W0)
     w0_inv_chol = linalg.solve_triangular(w0_chol, np.eye(d), lower=True)
@@ -592,10 +559,7 @@ def fit_vb(
     """
     from threadpoolctl import threadpool_limits
 
-    if sample_weight is None:
-        model = model.resolve(X)
-    else:
-        model = _weighted_priors(model, X, sample_weight)
+    model = model.resolve(X, sample_weight=sample_weight)
     prob = _problem(model, X, sample_weight)
     rng = np.random.default_rng(seed)
     # One BLAS thread: the blocked GEMMs are (K, p) x (p, ~10^3), too small for threads to

@@ -53,9 +53,18 @@ _PLANNED_COVARIANCE_TYPES = ("diag", "spherical", "tied")
 _DEFAULT_RIDGE = 1e-6
 
 
-def _default_W0(X: np.ndarray) -> np.ndarray:
+def _weighted_mean(X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """The mean of X (N, D), each row counted ``sample_weight`` times (frequency weights)."""
+    if sample_weight is None:
+        return X.mean(axis=0)
+    return (sample_weight @ X) / sample_weight.sum()
+
+
+def _default_W0(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """W0 = (S + eps I)^-1 with S the sample covariance (ddof = 1) of X (N, D) and
-    eps = _DEFAULT_RIDGE * tr(S) / D, always added (module docstring).
+    eps = _DEFAULT_RIDGE * tr(S) / D, always added (module docstring).  With frequency
+    weights w, S = sum_n w_n (x_n - xbar)(x_n - xbar)^T / (sum_n w_n - 1), that of the
+    rows repeated.
 
     The ridge is always there, not only when S is singular, so that nearly singular S
     (collinear columns, N <= D) gets a W0 with condition number at most ~D / 1e-6
@@ -63,7 +72,11 @@ def _default_W0(X: np.ndarray) -> np.ndarray:
     a continuous function of the data.  Returns shape (D, D).
     """
     d = X.shape[1]
-    cov = np.atleast_2d(np.cov(X, rowvar=False))
+    if sample_weight is None:
+        cov = np.atleast_2d(np.cov(X, rowvar=False))
+    else:
+        diff = X - _weighted_mean(X, sample_weight)
+        cov = (sample_weight * diff.T) @ diff / (sample_weight.sum() - 1.0)
     trace = float(np.trace(cov))
     if not trace > 0:
         raise ValueError(
@@ -241,12 +254,15 @@ class BayesianGMM:
         return check_multivariate_data(x, name=name, min_points=min_points,
                                        n_features=n_features)
 
-    def resolve(self, X: Any) -> BayesianGMM:
+    def resolve(self, X: Any, sample_weight: np.ndarray | None = None) -> BayesianGMM:
         """The same model with every ``None`` prior replaced by its data-dependent default.
 
         Parameters
         ----------
         X : array_like, shape (N, D)
+        sample_weight : ndarray, shape (N,), optional
+            Validated frequency weights: the defaults are then those of the rows repeated
+            (weighted mean and weighted sample covariance).
 
         Returns
         -------
@@ -259,9 +275,9 @@ class BayesianGMM:
         if self.alpha0 is None:
             changes["alpha0"] = 1.0 / self.n_components
         if self.m0 is None:
-            changes["m0"] = X.mean(axis=0)
+            changes["m0"] = _weighted_mean(X, sample_weight)
         if self.W0 is None:
-            changes["W0"] = _default_W0(X)
+            changes["W0"] = _default_W0(X, sample_weight)
         if self.nu0 is None:
             changes["nu0"] = float(d)
         elif self.nu0 <= d - 1:
