@@ -276,6 +276,26 @@ def _supported(model: str, covariance: str, weight_prior: str) -> bool:
     return True
 
 
+def _check_model_options(models: tuple[str, ...], options: Any) -> dict[str, dict]:
+    options = dict(options or {})
+    unknown = sorted(set(options).difference(models))
+    if unknown:
+        raise ValueError(f"model_options: model kind(s) {', '.join(map(repr, unknown))} are "
+                         f"not among models {', '.join(models)}")
+    out = {model: dict(options.get(model) or {}) for model in models}
+    for model, given in out.items():
+        if "n_components" in given or "covariance" in given or "alpha0" in given:
+            raise ValueError("model_options must not set n_components, covariance or "
+                             "alpha0 (select's own arguments)")
+        try:
+            _build(model, 1, "full", WEIGHT_PRIORS[model][0], None, given)
+        except TypeError as err:
+            raise ValueError(f"model_options for {model!r}: {err}") from None
+        except ValueError as err:
+            raise ValueError(f"model_options for {model!r}: {err}") from None
+    return out
+
+
 def _resolve_methods(models: tuple[str, ...], methods: Mapping[str, str] | None
                      ) -> dict[str, Method]:
     methods = dict(methods or {})
@@ -362,6 +382,7 @@ def select(
     n_folds: int = 5,
     methods: Mapping[str, str] | None = None,
     fit_options: Mapping[str, Any] | None = None,
+    model_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Selection:
     """Fit every candidate (model kind x covariance x weight prior x K) and score it.
 
@@ -395,6 +416,9 @@ def select(
         closed-form one).  "loo" needs a sampler here, e.g. ``{"bayesian": NUTS.name}``.
     fit_options : mapping, optional
         Further keywords of :func:`gmmkit.fit` for every fit (``tol``, ``max_iter``...).
+    model_options : mapping, optional
+        Model kind -> keywords of its model, e.g. ``{"bayesian": {"beta0": 0.1, "W0":
+        ...}, "gmm": {"reg_covar": 0.0}}`` (``alpha0`` has its own argument).
 
     Returns
     -------
@@ -429,6 +453,7 @@ def select(
     if reserved:
         raise ValueError(f"fit_options must not set {', '.join(reserved)} (select sets it)")
 
+    per_kind = _check_model_options(models, model_options)
     notes: list[str] = []
     families: list[tuple[str, str, str]] = []
     for model in models:
@@ -476,7 +501,7 @@ def select(
             row.update({f"{name}_se": np.nan for name in chosen if CRITERIA[name].has_se})
 
             def make(k=k, model=model, cov=cov, prior=prior):
-                return _build(model, k, cov, prior, alpha0, {})
+                return _build(model, k, cov, prior, alpha0, per_kind[model])
 
             try:
                 fitted = _fit(make(), X, method, seed, kw)
