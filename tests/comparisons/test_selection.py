@@ -232,3 +232,27 @@ def test_selection_is_plain_frozen_data(three_blobs):
     with pytest.raises(TypeError):
         sel.best["bic"] = None
     assert gmmkit.select is select
+
+
+# --------------------------------------------------------------------- report figures
+def test_selection_figures_have_titles_labels_and_error_bars(three_blobs):
+    from gmmkit.report import plot_bic, plot_selection, selection_figures
+
+    sel = quiet_select(three_blobs[:150], [1, 2, 3], covariance=("full", "diag"),
+                       criteria=("bound", "bic", "cv"), seed=0, n_init=1)
+    figures = selection_figures(sel)
+    assert set(figures) == {"selection_bound", "selection_bic", "selection_cv",
+                            "bic_by_covariance"}
+    for fig in figures.values():
+        for ax in fig.axes:
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    cv_ax = plot_selection(sel, "cv").axes[0]
+    assert "higher is better" in cv_ax.get_ylabel()
+    # One errorbar container per family (bayesian full, gmm full, gmm diag), with bars.
+    assert len(cv_ax.containers) == 3
+    assert all(c.has_yerr for c in cv_ax.containers)
+    bic_ax = plot_bic(sel).axes[0]
+    assert "lower is better" in bic_ax.get_ylabel() and "-2 ln L" in bic_ax.get_ylabel()
+    assert {t.get_text() for t in bic_ax.get_legend().get_texts()} == {"full", "diag"}
+    with pytest.raises(ValueError, match="criterion"):
+        plot_selection(sel, "aic")
