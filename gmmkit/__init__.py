@@ -9,7 +9,7 @@ from gmmkit import datasets
 from gmmkit._version import __version__
 from gmmkit._warnings import ConvergenceWarning
 from gmmkit.api import fit
-from gmmkit.comparisons import Comparison, align
+from gmmkit.comparisons import Comparison, Selection, align, select
 from gmmkit.experiments.sweep import sweep
 from gmmkit.models import BayesianGMM, GaussianMixture, MixtureData, UnivariateGMM
 from gmmkit.reading import load_data
@@ -24,6 +24,7 @@ __all__ = [
     "Fit",
     "GaussianMixture",
     "MixtureData",
+    "Selection",
     "UnivariateGMM",
     "__version__",
     "align",
@@ -33,5 +34,6 @@ __all__ = [
     "load",
     "load_data",
     "plot_sweep",
+    "select",
     "sweep",
 ]

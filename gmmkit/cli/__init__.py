@@ -1,6 +1,7 @@
 """The ``gmmkit`` command line (click + rich): one module per command.
 
-``gmmkit fit``, ``gmmkit compare``, ``gmmkit sweep`` and ``gmmkit demo``; what they share
+``gmmkit fit``, ``gmmkit compare``, ``gmmkit select``, ``gmmkit sweep`` and
+``gmmkit demo``; what they share
 (error handling and exit codes, options, reading data) is in :mod:`gmmkit.cli.common`.
 """
 
@@ -12,6 +13,7 @@ from gmmkit._version import __version__
 from gmmkit.cli.compare import compare
 from gmmkit.cli.demo import demo
 from gmmkit.cli.fit import fit
+from gmmkit.cli.select import select
 from gmmkit.cli.sweep import sweep
 
 __all__ = ["cli", "main"]
@@ -26,7 +28,7 @@ def cli() -> None:
     """
 
 
-for _command in (fit, compare, sweep, demo):
+for _command in (fit, compare, select, sweep, demo):
     cli.add_command(_command)
 
 

@@ -14,11 +14,14 @@ from gmmkit.comparisons.diagnostics import (
 from gmmkit.comparisons.errors import parameter_errors
 from gmmkit.comparisons.evidence import EvidenceEstimate, choose_evidence, evidence_estimates
 from gmmkit.comparisons.matching import match_components
+from gmmkit.comparisons.selection import Candidate, Selection, select
 
 __all__ = [
+    "Candidate",
     "Comparison",
     "EvidenceEstimate",
     "PsisResult",
+    "Selection",
     "align",
     "aligned_inference_data",
     "choose_evidence",
@@ -29,4 +32,5 @@ __all__ = [
     "parameter_errors",
     "psis_diagnostics",
     "reference_diagnostics",
+    "select",
 ]

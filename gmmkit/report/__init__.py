@@ -8,7 +8,14 @@
 """
 
 from gmmkit.report.comparison import ComparisonReport, compare
-from gmmkit.report.figures import fit_figures, plot_fit, plot_sweep
+from gmmkit.report.figures import (
+    fit_figures,
+    plot_bic,
+    plot_fit,
+    plot_selection,
+    plot_sweep,
+    selection_figures,
+)
 from gmmkit.report.files import write_fit_report
 from gmmkit.report.tables import (
     comparison_table,
@@ -24,10 +31,13 @@ __all__ = [
     "comparison_table",
     "fit_figures",
     "make_console",
+    "plot_bic",
     "plot_fit",
+    "plot_selection",
     "plot_sweep",
     "print_comparison",
     "print_fit_summary",
     "print_sweep",
+    "selection_figures",
     "write_fit_report",
 ]

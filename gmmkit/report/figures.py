@@ -19,8 +19,18 @@ from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
 __all__ = [
-    "MAX_PAIRS_COLUMNS", "feature_labels", "fit_figures", "plot_elbo_traces", "plot_fit",
-    "plot_fit_1d", "plot_fit_2d", "plot_fit_pairs", "plot_sweep",
+    "MAX_PAIRS_COLUMNS",
+    "feature_labels",
+    "fit_figures",
+    "plot_bic",
+    "plot_elbo_traces",
+    "plot_fit",
+    "plot_fit_1d",
+    "plot_fit_2d",
+    "plot_fit_pairs",
+    "plot_selection",
+    "plot_sweep",
+    "selection_figures",
 ]
 
 #: A pairs grid shows at most this many columns (the most informative ones).
@@ -467,3 +477,106 @@ def fit_figures(result: Fit, feature_names: Sequence[str] | None = None) -> dict
         x = x[np.sort(np.random.default_rng(0).choice(len(x), PLOT_MAX_POINTS, replace=False))]
     return {"trace": plot_objective_trace(result),
             "fit": plot_fit(x, {result.method: result}, feature_names=feature_names)}
+
+
+# ----------------------------------------------------------------------------- selection
+_CRITERION_LABELS = {
+    "bound": "ELBO + ln K!/(K - K_live)! (nats)",
+    "exact": "exact log evidence (nats)",
+    "bic": "BIC = -2 ln L + p ln N",
+    "aic": "AIC = -2 ln L + 2p",
+    "icl": "ICL = BIC + 2 x entropy",
+    "cv": "held-out log predictive density (nats)",
+    "loo": "PSIS-LOO elpd (nats)",
+}
+
+
+def _family_label(model: str, covariance: str, weight_prior: str) -> str:
+    prior = "" if weight_prior == "none" else f", {weight_prior}"
+    return f"{model} {covariance}{prior}"
+
+
+def plot_selection(selection, criterion: str) -> Figure:
+    """``criterion`` against K, one line per (model, covariance, weight prior), with
+    error bars of +-1 se where the criterion has one (Bishop PRML Fig. 10.7 style); the
+    chosen candidate is circled.
+
+    Parameters
+    ----------
+    selection : gmmkit.comparisons.Selection
+    criterion : str
+        One of ``selection.criteria``.
+    """
+    if criterion not in selection.criteria:
+        raise ValueError(f"criterion must be one of the selection's criteria "
+                         f"{', '.join(selection.criteria)}, got {criterion!r}")
+    table = selection.table
+    higher = selection.higher_is_better[criterion]
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    se_column = f"{criterion}_se"
+    for index, (family, group) in enumerate(
+            table.groupby(["model", "covariance", "weight_prior"], sort=False)):
+        group = group.sort_values("n_components")
+        y = group[criterion].to_numpy(dtype=float)
+        if not np.isfinite(y).any():
+            continue
+        k = group["n_components"].to_numpy(dtype=float)
+        se = group[se_column].to_numpy(dtype=float) if se_column in group else None
+        ax.errorbar(k, y, yerr=se, fmt="o-", capsize=3, color=_colour(index),
+                    label=_family_label(*family))
+    best = selection.best.get(criterion)
+    if best is not None:
+        row = selection.row(best)
+        ax.plot([best.n_components], [row[criterion]], "o", ms=14, mfc="none", mec="k",
+                label=f"chosen: {best}")
+    direction = "higher is better" if higher else "lower is better"
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel(f"{_CRITERION_LABELS.get(criterion, criterion)} ({direction})")
+    ax.set_title(f"Model selection by {criterion}")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if ax.lines:
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, f"no candidate has a {criterion} value", ha="center",
+                va="center", transform=ax.transAxes)
+    return fig
+
+
+def plot_bic(selection) -> Figure:
+    """mclust-style BIC plot: BIC against K, one line per covariance type of the
+    maximum-likelihood mixtures.  gmmkit's (scikit-learn's) sign: BIC = -2 ln L + p ln N,
+    lower is better (mclust plots the negative, higher is better)."""
+    if "bic" not in selection.criteria:
+        raise ValueError("selection must include the 'bic' criterion to plot BIC")
+    table = selection.table
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    markers = {"full": "o", "diag": "s", "spherical": "^", "tied": "D"}
+    for index, (covariance, group) in enumerate(table.groupby("covariance", sort=False)):
+        group = group[np.isfinite(group["bic"].to_numpy(dtype=float))]
+        if group.empty:
+            continue
+        group = group.sort_values("n_components")
+        ax.plot(group["n_components"], group["bic"], "-", marker=markers.get(covariance, "o"),
+                color=_colour(index), label=str(covariance))
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel("BIC = -2 ln L + p ln N (lower is better)")
+    ax.set_title("BIC by covariance type (maximum likelihood, EM)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if ax.lines:
+        ax.legend(title="covariance", fontsize="small")
+    return fig
+
+
+def selection_figures(selection) -> dict[str, Figure]:
+    """Every figure of a selection by file stem: ``selection_<criterion>`` for each
+    criterion with a value, and ``bic_by_covariance`` when BIC was computed."""
+    figures = {}
+    table = selection.table
+    for criterion in selection.criteria:
+        if np.isfinite(table[criterion].to_numpy(dtype=float)).any():
+            figures[f"selection_{criterion}"] = plot_selection(selection, criterion)
+    if "bic" in selection.criteria and np.isfinite(table["bic"].to_numpy(dtype=float)).any():
+        figures["bic_by_covariance"] = plot_bic(selection)
+    return figures
