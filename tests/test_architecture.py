@@ -187,3 +187,20 @@ def test_the_rule_sees_a_method_name(tmp_path):
     source = tmp_path / "mod.py"
     source.write_text('"""Fit with "cavi"."""\n\ndef f():\n    """nuts"""\n    return "nuts"\n')
     assert method_name_literals(source) == [(5, "nuts")]
+
+
+def test_the_facade_exports_every_public_name_and_loads_lazily():
+    import subprocess
+    import sys
+
+    import gmmkit
+
+    for name in gmmkit.__all__:
+        assert getattr(gmmkit, name) is not None, name
+    # The command line's entry point does not import the heavy layers it does not need.
+    code = ("import sys, gmmkit.cli; "
+            "print(sorted(m for m in ('matplotlib', 'sklearn', 'arviz', 'pymc') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]", out
