@@ -3,9 +3,10 @@ univariate GMM (CAVI's family, :mod:`gmmkit.inference.cavi`) and Bishop's Bayesi
 (:mod:`gmmkit.inference.vb`), in memory.
 
 The variational family is the closed-form one of CAVI / Bishop's VB; only the way the
-global factors are fitted changes.  Every epoch visits the data once, in minibatches of
-``batch_size`` points drawn without replacement (a fresh permutation per epoch, from the
-fit's seeded Generator).  For each minibatch B, step t = 1, 2, ...:
+global factors are fitted changes.  Every epoch visits the data once, in
+ceil(N / ``batch_size``) minibatches of nearly equal size (at most ``batch_size`` points,
+sizes differing by at most one) drawn without replacement: a fresh permutation per epoch,
+from the fit's seeded Generator.  For each minibatch B, step t = 1, 2, ...:
 
 1. local step: the responsibilities of the minibatch under the current global q, exactly
    the CAVI / VB E-step, and their sufficient statistics S_B;
@@ -37,6 +38,7 @@ visits single points; one Python iteration per minibatch.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -211,14 +213,17 @@ def _run(problem, *, init: str, rng: np.random.Generator, batch_size: int, n_epo
     trace = [problem.full_elbo(T)]
     times = [time.perf_counter() - start_time]
     epoch_step_sizes = []
+    # ceil(N / batch_size) minibatches of nearly equal size (never a tiny last one, whose
+    # N/|B| scaling would make its step far noisier than the others).
+    n_batches = -(-n // batch_size)
+    bounds = [(i * n) // n_batches for i in range(n_batches + 1)]
     t = 0
     converged = False
     epochs = 0
     with progress_bar(progress, problem.label, total=n_epochs) as bar:
         for epochs in range(1, n_epochs + 1):  # noqa: B007 - read after the loop
             data = problem.permuted(rng.permutation(n))
-            for lo in range(0, n, batch_size):
-                hi = min(lo + batch_size, n)
+            for lo, hi in itertools.pairwise(bounds):
                 t += 1
                 rho = float(step_size(t, tau, kappa))
                 # Intermediate natural parameters: the minibatch replicated N/|B| times.
@@ -248,7 +253,7 @@ def _run(problem, *, init: str, rng: np.random.Generator, batch_size: int, n_epo
     diagnostics = {
         "step_size_schedule": "rho_t = (t + tau)^(-kappa), t = 1, 2, ... (one t per minibatch)",
         "tau": tau, "kappa": kappa, "batch_size": batch_size,
-        "steps_per_epoch": -(-n // batch_size), "n_steps": t, "n_epochs": epochs,
+        "steps_per_epoch": n_batches, "n_steps": t, "n_epochs": epochs,
         "final_step_size": float(step_size(t, tau, kappa)),
         "step_size_at_epoch_end": np.array(epoch_step_sizes),
         "elbo_trace_is": "full-data ELBO of the initial state and after every epoch",
