@@ -35,6 +35,7 @@ __all__ = [
     "METHODS",
     "NUTS",
     "SMC",
+    "SVI",
     "Method",
     "get_method",
     "methods_for",
@@ -124,6 +125,12 @@ def _vb(model, x, **kw):
     return fit_vb(model, x, **kw)
 
 
+def _svi(model, x, **kw):
+    from gmmkit.inference.svi import fit_svi
+
+    return fit_svi(model, x, **kw)
+
+
 def _em(model, x, **kw):
     from gmmkit.inference.em import fit_em
 
@@ -188,6 +195,22 @@ CAVI = Method(
     common=_CLOSED_FORM_COMMON,
     options=_CLOSED_FORM_OPTIONS,
 )
+#: SVI's options (Hoffman et al. 2013; ``gmmkit.inference.svi``): minibatches of
+#: ``batch_size`` points (None: min(N, 256)), drawn without replacement within each of at
+#: most ``n_epochs`` epochs; natural-gradient steps of size rho_t = (t + tau)^(-kappa) for
+#: steps t = 1, 2, ... (kappa in [0, 1], tau >= 0; kappa = 0 gives rho_t = 1).  The
+#: common ``tol`` stops when the full-data ELBO changes by at most tol nats between epochs.
+_SVI_OPTIONS = {"batch_size": None, "n_epochs": 20, "tau": 1.0, "kappa": 0.7}
+
+SVI = Method(
+    name="svi",
+    summary="stochastic variational inference: natural-gradient steps on minibatches "
+            "(Hoffman et al. 2013) in CAVI's / Bishop's family",
+    kind=PosteriorKind.CLOSED_FORM_Q,
+    backends=((UnivariateGMM, _svi), (BayesianGMM, _svi)),
+    common=("init", "tol"),
+    options=_SVI_OPTIONS,
+)
 EM = Method(
     name="em",
     summary="maximum-likelihood EM",
@@ -241,7 +264,7 @@ SMC = Method(
 
 #: Every method by name, in the order they are listed to users.
 METHODS: Mapping[str, Method] = MappingProxyType(
-    {m.name: m for m in (CAVI, EM, KMEANS, ADVI, FULLRANK_ADVI, NUTS, SMC)}
+    {m.name: m for m in (CAVI, SVI, EM, KMEANS, ADVI, FULLRANK_ADVI, NUTS, SMC)}
 )
 
 
