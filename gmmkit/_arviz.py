@@ -278,25 +278,11 @@ def draws_diagnostics(draws: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 
 def sampler_diagnostics(idata: az.InferenceData, var_names: Sequence[str]) -> dict[str, Any]:
-    """Worst r-hat, bulk/tail ESS and the number of divergences of a sampler's output."""
-    with _quiet():
-        rhat_ds = _az().rhat(idata, var_names=list(var_names))
-        bulk = _az().ess(idata, var_names=list(var_names), method="bulk")
-        tail = _az().ess(idata, var_names=list(var_names), method="tail")
-
-    def worst(ds, fn):
-        values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
-        return float(fn(values)) if values.size else float("nan")
-
+    """Worst r-hat, bulk/tail ESS (:func:`draws_diagnostics` on the posterior variables
+    ``var_names``) and the number of divergences of a sampler's output."""
+    out = draws_diagnostics({v: np.asarray(idata.posterior[v].values) for v in var_names})
     diverging = 0
     if hasattr(idata, "sample_stats") and "diverging" in idata.sample_stats:
         diverging = int(np.asarray(idata.sample_stats["diverging"].values).sum())
-    return {
-        "rhat": {v: np.asarray(rhat_ds[v].values) for v in rhat_ds.data_vars},
-        "ess_bulk": {v: np.asarray(bulk[v].values) for v in bulk.data_vars},
-        "ess_tail": {v: np.asarray(tail[v].values) for v in tail.data_vars},
-        "rhat_max": worst(rhat_ds, np.max),
-        "ess_bulk_min": worst(bulk, np.min),
-        "ess_tail_min": worst(tail, np.min),
-        "divergences": diverging,
-    }
+    out["divergences"] = diverging
+    return out
