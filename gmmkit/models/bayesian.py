@@ -44,11 +44,15 @@ from gmmkit._validation import (
 )
 from gmmkit.models.base import MixtureData, check_enumerable, enumerate_assignments
 from gmmkit.models.mixture import COVARIANCE_TYPES, GaussianMixture
+from gmmkit.models.weights import DirichletWeights, WeightPrior
 
-__all__ = ["BayesianGMM", "normal_wishart_log_marginal", "normal_wishart_logpdf"]
+__all__ = ["WEIGHT_PRIORS", "BayesianGMM", "normal_wishart_log_marginal", "normal_wishart_logpdf"]
 
 _LOG_PI = np.log(np.pi)
 _PLANNED_COVARIANCE_TYPES = ("diag", "spherical", "tied")
+#: Priors on the mixing weights (scikit-learn's ``weight_concentration_prior_type``).
+WEIGHT_PRIORS = ("dirichlet_distribution", "dirichlet_process")
+_PLANNED_WEIGHT_PRIORS = ("dirichlet_process",)
 #: Relative ridge added to the data covariance for the default W0 (see module doc).
 _DEFAULT_RIDGE = 1e-6
 
@@ -157,6 +161,7 @@ class BayesianGMM:
     W0: Any = None
     nu0: float | None = None
     covariance: str = "full"
+    weight_prior: str = "dirichlet_distribution"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -166,6 +171,10 @@ class BayesianGMM:
                 f"covariance {self.covariance!r} is not implemented yet; expected 'full'"
             )
         check_choice("covariance", self.covariance, COVARIANCE_TYPES)
+        if self.weight_prior in _PLANNED_WEIGHT_PRIORS:
+            raise ValueError(f"weight_prior {self.weight_prior!r} is not implemented yet; "
+                             "expected 'dirichlet_distribution'")
+        check_choice("weight_prior", self.weight_prior, WEIGHT_PRIORS)
         if self.alpha0 is not None:
             set_(self, "alpha0", check_positive("alpha0", self.alpha0))
         set_(self, "beta0", check_positive("beta0", self.beta0))
@@ -202,7 +211,7 @@ class BayesianGMM:
             return None if a is None else (a.shape, a.tobytes())
 
         return (self.n_components, self.alpha0, self.beta0, arr(self.m0), arr(self.W0),
-                self.nu0, self.covariance)
+                self.nu0, self.covariance, self.weight_prior)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BayesianGMM) and self._key() == other._key()
@@ -242,8 +251,17 @@ class BayesianGMM:
         return {
             "model": "bayesian", "n_components": self.n_components, "alpha0": self.alpha0,
             "beta0": self.beta0, "m0": lst(self.m0), "W0": lst(self.W0), "nu0": self.nu0,
-            "covariance": self.covariance,
+            "covariance": self.covariance, "weight_prior": self.weight_prior,
         }
+
+    @property
+    def weight_distribution(self) -> WeightPrior:
+        """The prior on the weights as an object (:mod:`gmmkit.models.weights`); needs a
+        concrete ``alpha0``."""
+        if self.alpha0 is None:
+            raise ValueError("weight_distribution needs a concrete alpha0: pass alpha0 or "
+                             "call model.resolve(X) first")
+        return DirichletWeights(self.n_components, float(self.alpha0))
 
     def check_data(
         self, x: Any, *, n_features: int | None = None, min_points: int = 1, name: str = "X"
