@@ -430,6 +430,11 @@ class BishopPosterior:
         return self._m_centred + self._centre
 
     @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        """Dims of the q(pi) parameters without a component axis (the sticks)."""
+        return self.weights.param_dims
+
+    @property
     def W(self) -> np.ndarray:
         return self._ex.W.copy()
 

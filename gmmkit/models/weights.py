@@ -58,6 +58,12 @@ class WeightsQ(Protocol):
         """The variational parameters, for ``Fit.variational_params``."""
         ...
 
+    @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        """Dimension names of the :meth:`params` that are not per component (none for the
+        Dirichlet; the K - 1 sticks for stick-breaking)."""
+        ...
+
     def draw_log_weights(self, n_draws: int, rng: np.random.Generator) -> np.ndarray:
         """ln pi for ``n_draws`` draws from q, shape (n_draws, K), finite where pi_k
         underflows."""
@@ -156,6 +162,10 @@ class DirichletQ(NamedTuple):
 
     def params(self) -> dict[str, np.ndarray]:
         return {"alpha": self.alpha.copy()}
+
+    @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        return {}
 
     def draw_log_weights(self, n_draws: int, rng: np.random.Generator) -> np.ndarray:
         # ln Gamma(a) draws as ln U / a + ln Gamma(a + 1) (Marsaglia & Tsang's boost):
@@ -319,6 +329,10 @@ class StickBreakingQ(NamedTuple):
 
     def params(self) -> dict[str, np.ndarray]:
         return {"stick_a": self.a.copy(), "stick_b": self.b.copy()}
+
+    @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        return {"stick_a": ("stick",), "stick_b": ("stick",)}
 
     def draw_log_weights(self, n_draws: int, rng: np.random.Generator) -> np.ndarray:
         return _draw_log_sticks(self.a, self.b, n_draws, rng)
