@@ -336,3 +336,44 @@ def test_one_component_is_conjugate_and_exact(rng):
     log_w = fit.posterior.log_importance_weights(fit.data, 50, np.random.default_rng(0))
     np.testing.assert_allclose(log_w, exact, rtol=1e-9)
     assert fit.elbo == pytest.approx(exact, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- model
+def test_log_prior_and_sample_use_the_stick_breaking_prior(rng):
+    """The DP model's log_prior differs from the Dirichlet model's by exactly the
+    difference of the two weight densities (the Gaussian-Wishart part is shared), and its
+    prior draws have the stick-breaking mean weights."""
+    from gmmkit.models.weights import StickBreakingWeights
+
+    kw = dict(beta0=0.7, m0=np.zeros(2), W0=np.eye(2), nu0=3.0)
+    dp = BayesianGMM(3, alpha0=0.6, weight_prior=DP, **kw)
+    dirichlet = BayesianGMM(3, alpha0=0.6, **kw)
+    params = {"weights": rng.dirichlet(np.ones(3), size=4), "means": rng.normal(size=(4, 3, 2)),
+              "covariances": np.broadcast_to(np.eye(2), (4, 3, 2, 2)).copy()}
+    log_w = np.log(params["weights"])
+    expected = (StickBreakingWeights(3, 0.6).log_prior(log_w)
+                - stats.dirichlet(np.full(3, 0.6)).logpdf(params["weights"].T))
+    np.testing.assert_allclose(dp.log_prior(params) - dirichlet.log_prior(params), expected,
+                               rtol=1e-10)
+    draws = np.array([dp.sample(1, seed=s).weights for s in range(4000)])
+    ratio = 0.6 / 1.6
+    mean = np.append(ratio ** np.arange(2) / 1.6, ratio**2)
+    se = draws.std(axis=0, ddof=1) / np.sqrt(draws.shape[0])
+    assert np.all(np.abs(draws.mean(axis=0) - mean) <= 4 * se)
+
+
+def test_weight_prior_is_validated_and_shown():
+    with pytest.raises(ValueError, match="weight_prior"):
+        BayesianGMM(2, weight_prior="pitman_yor")
+    model = BayesianGMM(2, weight_prior=DP)
+    assert "weight_prior='dirichlet_process'" in repr(model)
+    assert "weight_prior" not in repr(BayesianGMM(2))
+    assert model != BayesianGMM(2) and model == BayesianGMM(2, weight_prior=DP)
+    assert model.to_dict()["weight_prior"] == DP
+
+
+def test_elbo_at_names_missing_stick_parameters():
+    X, _ = _blobs(seed=3, n=50)
+    fit = gmmkit.fit(BayesianGMM(3), X, "cavi", seed=0)  # Dirichlet params: alpha
+    with pytest.raises(ValueError, match="'stick_a'"):
+        elbo_at(BayesianGMM(3, weight_prior=DP), X, fit.variational_params)
