@@ -355,7 +355,7 @@ def test_log_prior_and_sample_use_the_stick_breaking_prior(rng):
                 - stats.dirichlet(np.full(3, 0.6)).logpdf(params["weights"].T))
     np.testing.assert_allclose(dp.log_prior(params) - dirichlet.log_prior(params), expected,
                                rtol=1e-10)
-    draws = np.array([dp.sample(1, seed=s).weights for s in range(4000)])
+    draws = np.array([dp.sample(1, seed=s).weights for s in range(1500)])
     ratio = 0.6 / 1.6
     mean = np.append(ratio ** np.arange(2) / 1.6, ratio**2)
     se = draws.std(axis=0, ddof=1) / np.sqrt(draws.shape[0])
