@@ -482,8 +482,9 @@ def load(directory: str | Path) -> Fit:
     included).  A fit on Dask data comes back with lazy responsibilities read from
     ``responsibilities.zarr``, and with its data from ``data.npy`` when they were small
     enough to be written (:data:`LAZY_DATA_MAX_BYTES`), else as an empty array of their
-    width (and without its weights).  ``fit.pkl`` is a pickle: load only directories you trust.  An ADVI fit's
-    compiled log density is not stored; it is compiled again on first use (PSIS).
+    width (and without its weights).  ``fit.pkl`` is a pickle: load only directories you
+    trust.  An ADVI fit's compiled log density is not stored; it is compiled again on
+    first use (PSIS).
 
     Raises
     ------
