@@ -344,7 +344,9 @@ def _(model: UnivariateGMM, method: Method):
 def _(model: BayesianGMM, method: Method):
     if method is not CAVI:
         return chunked_backend.dispatch(object)(model, method)
-    return fit_vb
+    # Another covariance family's VB plugs in here with its own module (same interface
+    # as gmmkit.inference.vb, see fit_vb_family).
+    return functools.partial(fit_vb_family, vb)
 
 
 @chunked_backend.register
@@ -400,17 +402,33 @@ def fit_cavi(model: UnivariateGMM, x: Any, *, seed: int, n_init: int, init: str,
 
 
 # ----------------------------------------------------------------------------- VB
-def _vb_chunk(x, w, offset, centre, coef, iu):
-    return vb.chunk_statistics(np.ascontiguousarray((x - centre).T), w, coef, iu)
+def _vb_chunk(x, w, offset, statistics, centre, coef, iu):
+    return statistics(np.ascontiguousarray((x - centre).T), w, coef, iu)
 
 
-def _vb_hard_chunk(x, w, offset, centre, seeds, iu, n_features):
-    return vb.hard_statistics(np.ascontiguousarray((x - centre).T), w, seeds, iu, n_features)
+def _vb_hard_chunk(x, w, offset, hard_statistics, centre, seeds, iu, n_features):
+    return hard_statistics(np.ascontiguousarray((x - centre).T), w, seeds, iu, n_features)
 
 
-def fit_vb(model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str, tol: float,
-           max_iter: int, progress: bool, method: str, sample_weight: Any = None) -> Fit:
-    """Bishop's VB (:mod:`gmmkit.inference.vb`) on a Dask array of shape (N, D)."""
+def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str,
+                  tol: float, max_iter: int, progress: bool, method: str,
+                  sample_weight: Any = None) -> Fit:
+    """Bishop's VB on a Dask array of shape (N, D), for the covariance family whose
+    in-memory VB is the module ``family`` (:mod:`gmmkit.inference.vb` for full).
+
+    The per-chunk-statistics interface a family module provides (its in-memory fit uses
+    the same functions on all the data at once):
+
+    * ``problem_from_centre(model, centre)`` -> ``prob``: the data-free constants (priors
+      in centred coordinates, ``prob.centre``, ``prob.iu``, ``prob.n_features``);
+    * ``hard_statistics(X_t, w, seeds, iu, n_features)`` -> (K, p) statistics of the
+      nearest-seed assignment of one chunk of centred points ``X_t`` (D, n);
+    * ``m_step(prob, stats)`` -> the variational parameters (a tuple);
+    * ``e_step_coefficients(prob, *params)`` -> what ``chunk_statistics`` needs;
+    * ``chunk_statistics(X_t, w, coef, iu)`` -> ((K, p) statistics, lse_sum) of a chunk;
+    * ``VBState(*params, stats, lse_sum)``, ``elbo(prob, state)``, and
+      ``BishopPosterior(model, centre, *params)``.
+    """
     from threadpoolctl import threadpool_limits
 
     min_points = max(model.n_components, model.min_points)
@@ -420,29 +438,30 @@ def fit_vb(model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str, tol
     # The sample covariance with ddof 1 in the total weight, as BayesianGMM.resolve.
     model = model.resolve_from_moments(moments.mean, moments.scatter / (moments.weight - 1.0),
                                        data.n_rows)
-    prob = vb.problem_from_centre(model, moments.mean)
+    prob = family.problem_from_centre(model, moments.mean)
 
     def state_at(params):
-        coef = vb.e_step_coefficients(prob, *params)
-        stats, lse_sum = run_pass(data, _vb_chunk, prob.centre, coef, prob.iu)
-        return vb.VBState(*params, stats, lse_sum)
+        coef = family.e_step_coefficients(prob, *params)
+        stats, lse_sum = run_pass(data, _vb_chunk, family.chunk_statistics, prob.centre, coef,
+                                   prob.iu)
+        return family.VBState(*params, stats, lse_sum)
 
     def init_state(rng):
         xs, ws = _sample(data, rng)
         seeds = initial_means(xs - prob.centre, model.n_components, init, rng, ws)
-        stats = run_pass(data, _vb_hard_chunk, prob.centre, seeds, prob.iu, prob.n_features)
-        return state_at(vb.m_step(prob, stats))
+        stats = run_pass(data, _vb_hard_chunk, family.hard_statistics, prob.centre, seeds,
+                         prob.iu, prob.n_features)
+        return state_at(family.m_step(prob, stats))
 
     # One BLAS thread, as in memory (fit_vb): the blocked GEMMs are too small to share.
     with threadpool_limits(limits=1, user_api="blas"):
         run = coordinate_ascent(
-            init=init_state, step=lambda s: state_at(vb.m_step(prob, s.stats)),
-            objective=functools.partial(vb.elbo, prob), rng=np.random.default_rng(seed),
+            init=init_state, step=lambda s: state_at(family.m_step(prob, s.stats)),
+            objective=functools.partial(family.elbo, prob), rng=np.random.default_rng(seed),
             n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label="VB",
         )
-    state = run.state
-    posterior = vb.BishopPosterior(model, prob.centre, state.alpha, state.beta, state.m,
-                                   state.W_inv_chol, state.nu)
+    params = run.state[: -2]  # the state is (*params, stats, lse_sum)
+    posterior = family.BishopPosterior(model, prob.centre, *params)
     return fit_from_run(
         run, method=method, model=model, data=data.x, posterior=posterior,
         responsibilities=lazy_responsibilities(data.x, posterior), seed=seed,
