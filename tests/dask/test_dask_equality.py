@@ -119,3 +119,29 @@ def test_translation_invariance_on_dask(threaded):
     np.testing.assert_allclose(fits[1].log_likelihood_trace[:n],
                                fits[0].log_likelihood_trace[:n], rtol=1e-8)
     np.testing.assert_allclose(fits[1].means - 1e6, fits[0].means, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
+def test_large_data_seed_on_a_seeded_sample(threaded, monkeypatch):
+    """Above SAMPLE_ROWS rows, k-means++ seeds on a uniform sample drawn by the seed: the
+    same seed gives the same bits, and the initial state differs from the all-rows one."""
+    from gmmkit.inference import chunked
+
+    X = _data(seed=5)
+    lazy = da.from_array(X, chunks=(ROW_CHUNKS, 3))
+    options = {"seed": 8, "max_iter": 4, "tol": 0.0}
+    all_rows = gmmkit.fit(GaussianMixture(4), lazy, EM.name, **options)
+    monkeypatch.setattr(chunked, "SAMPLE_ROWS", 500)
+    first = gmmkit.fit(GaussianMixture(4), lazy, EM.name, **options)
+    again = gmmkit.fit(GaussianMixture(4), lazy, EM.name, **options)
+    np.testing.assert_array_equal(first.elbo_trace, again.elbo_trace)
+    np.testing.assert_array_equal(first.means, again.means)
+    assert first.elbo_trace[0] != all_rows.elbo_trace[0]
+
+
+@pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
+def test_progress_bar_runs_per_pass(threaded):
+    X = _data()
+    fit = gmmkit.fit(GaussianMixture(2), da.from_array(X, chunks=(ROW_CHUNKS, 3)), EM.name,
+                     seed=0, progress=True, tol=0.0, max_iter=5)
+    assert fit.n_iter == len(fit.elbo_trace) - 1 >= 1  # one bar update per pass
