@@ -93,12 +93,16 @@ SPLIT_EVERY = 8
 class ChunkedData(NamedTuple):
     """Validated lazy data: the arrays and their row blocks as ``dask.delayed`` objects."""
 
-    x: Any  # dask array, float64, (N,) or (N, D)
+    x: Any  # dask array, float64, (N,) or (N, D) (persisted on the cluster, if it fits)
     w: Any  # dask array (N,) with x's row chunks, or None
     blocks: tuple  # Delayed row blocks of x
     w_blocks: tuple  # Delayed row blocks of w (None entries when unweighted)
     offsets: tuple[int, ...]  # first global row of every block
     n_rows: int
+    # The validated arrays as the user's graph builds them, never persisted: what the Fit
+    # keeps, so it stays valid (and picklable) after the cluster is gone.
+    source_x: Any = None
+    source_w: Any = None
 
 
 def _client():
@@ -160,6 +164,7 @@ def prepare(x: Any, sample_weight: Any, *, name: str, univariate: bool, min_poin
         w = check_lazy_sample_weight(w, x.shape[0])
         if w.chunks[0] != x.chunks[0]:
             w = w.rechunk((x.chunks[0],))
+    source_x, source_w = x, w
     x, w = _persist_if_it_fits([x, w])
     sizes = x.chunks[0]
     offsets = np.cumsum((0, *sizes[:-1]))
@@ -171,7 +176,8 @@ def prepare(x: Any, sample_weight: Any, *, name: str, univariate: bool, min_poin
                 else [None] * len(sizes))
     return ChunkedData(x, w, tuple(x_blocks[i] for i in keep),
                        tuple(w_blocks[i] for i in keep),
-                       tuple(int(offsets[i]) for i in keep), int(x.shape[0]))
+                       tuple(int(offsets[i]) for i in keep), int(x.shape[0]),
+                       source_x, source_w)
 
 
 # ----------------------------------------------------------------------------- passes
@@ -395,19 +401,25 @@ def fit_cavi(model: UnivariateGMM, x: Any, *, seed: int, n_init: int, init: str,
     )
     posterior = cavi.GaussianMeansPosterior(model, run.state.m, run.state.s2)
     return fit_from_run(
-        run, method=method, model=model, data=data.x, posterior=posterior,
-        responsibilities=lazy_responsibilities(data.x, posterior), seed=seed,
-        sample_weight=data.w, diagnostics={"chunks": len(data.blocks)},
+        run, method=method, model=model, data=data.source_x, posterior=posterior,
+        responsibilities=lazy_responsibilities(data.source_x, posterior), seed=seed,
+        sample_weight=data.source_w, diagnostics={"chunks": len(data.blocks)},
     )
 
 
 # ----------------------------------------------------------------------------- VB
+def _centred_columns(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(x - centre)^T as a C-contiguous (D, n) array, in one pass and one allocation
+    (the same values as the in-memory ``np.ascontiguousarray((X - centre).T)``)."""
+    return np.subtract(x.T, centre[:, None], out=np.empty((x.shape[1], x.shape[0])))
+
+
 def _vb_chunk(x, w, offset, statistics, centre, coef, iu):
-    return statistics(np.ascontiguousarray((x - centre).T), w, coef, iu)
+    return statistics(_centred_columns(x, centre), w, coef, iu)
 
 
 def _vb_hard_chunk(x, w, offset, hard_statistics, centre, seeds, iu, n_features):
-    return hard_statistics(np.ascontiguousarray((x - centre).T), w, seeds, iu, n_features)
+    return hard_statistics(_centred_columns(x, centre), w, seeds, iu, n_features)
 
 
 def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str,
@@ -463,9 +475,9 @@ def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int,
     params = run.state[: -2]  # the state is (*params, stats, lse_sum)
     posterior = family.BishopPosterior(model, prob.centre, *params)
     return fit_from_run(
-        run, method=method, model=model, data=data.x, posterior=posterior,
-        responsibilities=lazy_responsibilities(data.x, posterior), seed=seed,
-        sample_weight=data.w, diagnostics={"chunks": len(data.blocks)},
+        run, method=method, model=model, data=data.source_x, posterior=posterior,
+        responsibilities=lazy_responsibilities(data.source_x, posterior), seed=seed,
+        sample_weight=data.source_w, diagnostics={"chunks": len(data.blocks)},
     )
 
 
@@ -592,7 +604,7 @@ def fit_em(model: GaussianMixture, x: Any, *, hard: bool, seed: int, n_init: int
         progress=progress, label="k-means GMM" if hard else "EM",
         monitor=lambda s: {"elbo": s.elbo, "log_likelihood": s.log_likelihood},
     )
-    fit = em.make_fit(method, model, data.x, centre, run, seed, hard=hard,
-                      sample_weight=data.w,
-                      responsibilities=functools.partial(lazy_responsibilities, data.x))
+    fit = em.make_fit(method, model, data.source_x, centre, run, seed, hard=hard,
+                      sample_weight=data.source_w,
+                      responsibilities=functools.partial(lazy_responsibilities, data.source_x))
     return replace(fit, diagnostics={**fit.diagnostics, "chunks": len(data.blocks)})

@@ -15,6 +15,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from distributed import Client
 
 import gmmkit
 from gmmkit import BayesianGMM
@@ -80,3 +81,18 @@ def test_data_that_fit_are_persisted_on_the_workers_others_streamed(distributed_
     streamed = chunked.prepare(X + 1.0, None, name="X", univariate=False, min_points=1)
     stored = {key for keys in distributed_client.has_what().values() for key in keys}
     assert not set(k for row in streamed.x.__dask_keys__() for k in row) & stored
+
+
+def test_a_fit_made_on_the_cluster_outlives_it(local_cluster):
+    """The Fit keeps the user's graph, not the data persisted on the workers: after the
+    client is closed its responsibilities still compute (threaded), and it pickles."""
+    import pickle
+
+    X = _data()[:2000]
+    with Client(local_cluster, set_as_default=True):
+        fit = gmmkit.fit(BayesianGMM(4), da.from_array(X, chunks=(700, 4)), CAVI.name,
+                         seed=0, max_iter=20)
+    with dask.config.set(scheduler="threads"):
+        again = pickle.loads(pickle.dumps(fit))
+        np.testing.assert_allclose(again.responsibilities.compute(), fit.predict_proba(X),
+                                   rtol=1e-12, atol=1e-15)
