@@ -169,11 +169,10 @@ def prepare(x: Any, sample_weight: Any, *, name: str, univariate: bool, min_poin
     sizes = x.chunks[0]
     offsets = np.cumsum((0, *sizes[:-1]))
     keep = [i for i, size in enumerate(sizes) if size > 0]  # empty chunks add nothing
-    # Unoptimised: an optimised graph may fuse the block keys away (a "missing
-    # dependency" when the blocks are computed together in a pass).
-    x_blocks = x.to_delayed(optimize_graph=False).ravel()
-    w_blocks = (w.to_delayed(optimize_graph=False).ravel() if w is not None
-                else [None] * len(sizes))
+    # Optimised once here (the reading, casting and slicing of a block fuse into one
+    # task), not again at every pass.
+    x_blocks = x.to_delayed().ravel()
+    w_blocks = w.to_delayed().ravel() if w is not None else [None] * len(sizes)
     return ChunkedData(x, w, tuple(x_blocks[i] for i in keep),
                        tuple(w_blocks[i] for i in keep),
                        tuple(int(offsets[i]) for i in keep), int(x.shape[0]),

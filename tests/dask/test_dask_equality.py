@@ -145,3 +145,14 @@ def test_progress_bar_runs_per_pass(threaded):
     fit = gmmkit.fit(GaussianMixture(2), da.from_array(X, chunks=(ROW_CHUNKS, 3)), EM.name,
                      seed=0, progress=True, tol=0.0, max_iter=5)
     assert fit.n_iter == len(fit.elbo_trace) - 1 >= 1  # one bar update per pass
+
+
+@pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
+def test_float32_zarr_on_disk_sliced_equals_in_memory(threaded, tmp_path):
+    """A Zarr store read lazily (float32, cast per chunk; a slice that cuts its chunks)."""
+    X = _data(seed=6).astype(np.float32)
+    da.from_array(X, chunks=(1100, 3)).to_zarr(str(tmp_path / "x.zarr"))
+    lazy = da.from_zarr(str(tmp_path / "x.zarr"))[100:2200]
+    options = {"seed": 2, "max_iter": 5, "tol": 0.0}
+    eager = gmmkit.fit(GaussianMixture(3), X[100:2200].astype(float), EM.name, **options)
+    assert_same_fit(gmmkit.fit(GaussianMixture(3), lazy, EM.name, **options), eager)
