@@ -237,9 +237,7 @@ def _moments_chunk(x, w, offset, name):
             f"{name} must be finite, but the chunk of {_rows(offset, n)} holds "
             f"{int(bad.sum())} NaN/inf value(s); the first is in row {offset + first}"
         )
-    if w is None:
-        w = np.ones(n)
-    else:
+    if w is not None:
         bad_w = ~np.isfinite(w) | (w < 0)
         if bad_w.any():
             first = int(np.flatnonzero(bad_w)[0])
@@ -247,14 +245,22 @@ def _moments_chunk(x, w, offset, name):
                 f"sample_weight must be finite and non-negative, got {w[first]} at index "
                 f"{offset + first} (chunk of {_rows(offset, n)})"
             )
-    total = float(w.sum())
-    mean = (w @ x) / total if total > 0 else np.zeros(d)
+    # A few chunk-sized temporaries at most: the chunks may be large.
+    total = float(n if w is None else w.sum())
+    if total > 0:
+        mean = (x.sum(axis=0) if w is None else w @ x) / total
+    else:
+        mean = np.zeros(d)
     diff = x - mean
-    counted = x[w > 0]
+    scatter = diff.T @ diff if w is None else (w * diff.T) @ diff
+    counted = x if w is None else x[w > 0]
     top = float(np.max(np.abs(x), initial=0.0))
-    log_sum_sq = (2.0 * np.log(top) + np.log(np.sum((x / top) ** 2))) if top > 0 else -np.inf
+    log_sum_sq = -np.inf
+    if top > 0:
+        np.divide(x, top, out=diff)
+        log_sum_sq = 2.0 * np.log(top) + np.log(np.einsum("nd,nd->", diff, diff))
     return _Moments(
-        n, total, int(np.count_nonzero(w > 0)), mean, (w * diff.T) @ diff,
+        n, total, n if w is None else int(np.count_nonzero(w > 0)), mean, scatter,
         np.min(counted, axis=0, initial=np.inf), np.max(counted, axis=0, initial=-np.inf),
         float(log_sum_sq),
     )
