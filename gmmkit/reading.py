@@ -515,9 +515,9 @@ def _refuse_missing(block: np.ndarray, *, label: str, names: tuple[str, ...],
         start = block_info[0]["array-location"][0][0] if block_info else 0
         row, col = (int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
-            f"DATA: {label} has missing or non-finite value(s); the first is in row "
-            f"{start + row + 1}, column {names[col]!r} ({int(bad.sum())} in rows {start + 1} "
-            f"to {start + len(block)}). Remove or impute them first, or pass --dropna"
+            f"DATA: {label} has {int(bad.sum())} missing or non-finite value(s) in rows "
+            f"{start + 1} to {start + len(block)}; the first is in row {start + row + 1}, "
+            f"column {names[col]!r}. Remove or impute them first, or pass --dropna"
         )
     return block
 
