@@ -173,3 +173,75 @@ def check_multivariate_data(
     if arr.shape[0] < min_points:
         raise ValueError(f"{name} must hold at least {min_points} points, got {arr.shape[0]}")
     return check_data_scale(name, arr)
+
+
+# ----------------------------------------------------------------------------- lazy arrays
+def is_lazy_array(x: Any) -> bool:
+    """True for a Dask array (duck-typed on ``__dask_graph__`` and ``chunks``), without
+    importing Dask, so NumPy input never pays for it."""
+    return (getattr(x, "__dask_graph__", None) is not None and hasattr(x, "chunks")
+            and hasattr(x, "shape") and hasattr(x, "dtype"))
+
+
+def check_lazy_data(
+    x: Any, *, name: str, univariate: bool, min_points: int = 1,
+    n_features: int | None = None,
+) -> Any:
+    """Check a Dask array's shape and dtype without computing it.
+
+    Returns a float64 Dask array of shape (N,) for a univariate model or (N, D) otherwise
+    (an (N,) array is read as D = 1; an (N, 1) array as univariate), with every row chunk
+    holding all the columns (rechunked if not).  Finiteness is checked chunk by chunk
+    in the first pass over the data (:mod:`gmmkit.inference.chunked`).
+    """
+    dtype = np.dtype(x.dtype)
+    if dtype.kind not in _REAL_KINDS:
+        raise ValueError(
+            f"{name} must be numeric (real floating or integer numbers), got a Dask array "
+            f"of dtype {dtype} ({_KIND_NAMES.get(dtype.kind, 'non-numeric')})"
+        )
+    if any(np.isnan(c) for c in x.chunks[0]) or not x.chunks[0]:
+        raise ValueError(
+            f"{name} must be a Dask array with known chunk sizes, got unknown (NaN) row "
+            "chunk sizes; call x.compute_chunk_sizes() first"
+        )
+    if univariate:
+        if x.ndim == 2 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.ndim != 1:
+            raise ValueError(
+                f"{name} must be 1-D data of shape (N,) or (N, 1) for a univariate model, "
+                f"got a Dask array of shape {x.shape}"
+            )
+    else:
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise ValueError(
+                f"{name} must have shape (N, D), got a Dask array of shape {x.shape}")
+        if n_features is not None and x.shape[1] != n_features:
+            raise ValueError(
+                f"{name} must have {n_features} feature(s) (columns), got {x.shape[1]}")
+        if len(x.chunks[1]) > 1:
+            # A row chunk must hold whole points: every statistic is per point.
+            x = x.rechunk({1: -1})
+    if x.shape[0] < min_points:
+        raise ValueError(f"{name} must hold at least {min_points} points, got {x.shape[0]}")
+    return x.astype(np.float64) if dtype != np.float64 else x
+
+
+def check_lazy_sample_weight(sample_weight: Any, n_points: int) -> Any:
+    """Check a Dask ``sample_weight``'s shape and dtype (its values are checked chunk by
+    chunk in the first pass); returns a float64 Dask array of shape (N,)."""
+    dtype = np.dtype(sample_weight.dtype)
+    if dtype.kind not in _REAL_KINDS:
+        raise ValueError(
+            f"sample_weight must be an array of {n_points} non-negative numbers, got a "
+            f"Dask array of dtype {dtype}"
+        )
+    if sample_weight.shape != (n_points,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_points},), one weight per data point, "
+            f"got shape {sample_weight.shape}"
+        )
+    return sample_weight.astype(np.float64) if dtype != np.float64 else sample_weight

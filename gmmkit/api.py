@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from gmmkit._validation import check_choice, check_int
+from gmmkit._validation import check_choice, check_int, is_lazy_array
 from gmmkit.inference.methods import CAVI, COMMON_OPTIONS, Method, get_method, methods_for
 from gmmkit.models.protocol import Model
 from gmmkit.result import Fit
@@ -116,6 +116,20 @@ def fit(
         common["tol"] = _check_tol(common["tol"])
     if "init" in common:
         _check_init(common["init"], chosen)
+    if is_lazy_array(x) or is_lazy_array(options.get("sample_weight")):
+        # Dask input: the chunked driver checks shapes now and values chunk by chunk in
+        # its first pass, never computing the whole array (gmmkit.inference.chunked).
+        from gmmkit.inference.chunked import chunked_backend
+
+        lazy_backend = chunked_backend(model, chosen)
+        if "init" in common and isinstance(common["init"], Fit):
+            raise ValueError("init must be 'kmeans++' or 'random' for Dask input, got a Fit")
+        if options.get("sample_weight") is not None and not is_lazy_array(
+                options["sample_weight"]):
+            options["sample_weight"] = _check_sample_weight(
+                options["sample_weight"], x.shape[0], 1, model.n_components)
+        return lazy_backend(model, x, method=chosen.name, seed=resolve_seed(seed),
+                            progress=progress, **common, **{**chosen.options, **options})
     # Closed-form methods may resolve data-dependent priors (a sample covariance needs
     # two points); the PyMC methods only need a point per component.
     min_points = model.n_components if chosen.kind.stores_draws else max(

@@ -34,7 +34,17 @@ from gmmkit.models.univariate import UnivariateGMM
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
-__all__ = ["CAVIState", "GaussianMeansPosterior", "elbo", "fit_cavi", "init_state", "step"]
+__all__ = [
+    "CAVIState",
+    "GaussianMeansPosterior",
+    "assignment_statistics",
+    "elbo",
+    "fit_cavi",
+    "init_state",
+    "initial_variances",
+    "step",
+    "update_means",
+]
 
 
 
@@ -134,17 +144,29 @@ def init_state(
     k = model.n_components
     m = initial_means(x[:, None], k, init, rng, sample_weight)[:, 0]
     n = x.shape[0] if sample_weight is None else float(sample_weight.sum())
-    s2 = np.full(k, 1.0 / (1.0 / model.prior_sd**2 + n / k / model.obs_sd**2))
+    s2 = initial_variances(model, n)
     return _state_from_means(model, x, m, s2, sample_weight)
 
 
 def step(model: UnivariateGMM, x: np.ndarray, state: CAVIState,
          sample_weight: np.ndarray | None = None) -> CAVIState:
     """One CAVI sweep: update q(mu) from phi's statistics, then phi from the new q(mu)."""
+    m, s2 = update_means(model, state)
+    return _state_from_means(model, x, m, s2, sample_weight)  # assignment update
+
+
+def update_means(model: UnivariateGMM, state: CAVIState) -> tuple[np.ndarray, np.ndarray]:
+    """q(mu) = N(m, s2) from phi's statistics in ``state``: the variance and mean updates."""
     sigma2, tau2 = model.prior_sd**2, model.obs_sd**2
     s2 = 1.0 / (1.0 / sigma2 + state.n_k / tau2)  # variance update
     m = s2 * state.s_k / tau2  # mean update
-    return _state_from_means(model, x, m, s2, sample_weight)  # assignment update
+    return m, s2
+
+
+def initial_variances(model: UnivariateGMM, n_points: float) -> np.ndarray:
+    """s2 as if each component had N/K points (N the total weight when weighted), (K,)."""
+    k = model.n_components
+    return np.full(k, 1.0 / (1.0 / model.prior_sd**2 + n_points / k / model.obs_sd**2))
 
 
 def elbo(model: UnivariateGMM, n_points: float, state: CAVIState) -> float:

@@ -110,10 +110,15 @@ from gmmkit.result import Fit
 
 __all__ = [
     "MAX_FEATURE_VARIANCE_RATIO",
+    "ChunkStatistics",
     "EMState",
     "PointEstimatePosterior",
     "check_feature_scales",
+    "check_feature_variances",
+    "chunk_labels",
+    "chunk_statistics",
     "elbo",
+    "elbo_from_statistics",
     "factor_family",
     "fit_em",
     "fit_kmeans",
@@ -121,6 +126,9 @@ __all__ = [
     "init_state",
     "m_step",
     "m_step_family",
+    "m_step_from_statistics",
+    "make_fit",
+    "reseed_candidate",
     "step",
     "step_kmeans",
 ]
@@ -559,10 +567,16 @@ def check_feature_scales(X: np.ndarray, reg_covar: float,
     handling, which names the component.
     """
     if sample_weight is None:
-        var = X.var(axis=0) + reg_covar
+        var = X.var(axis=0)
     else:
         mean = (sample_weight @ X) / sample_weight.sum()
-        var = (sample_weight @ (X - mean) ** 2) / sample_weight.sum() + reg_covar
+        var = (sample_weight @ (X - mean) ** 2) / sample_weight.sum()
+    check_feature_variances(var, reg_covar)
+
+
+def check_feature_variances(variances: np.ndarray, reg_covar: float) -> None:
+    """:func:`check_feature_scales` from the (weighted, ddof 0) feature variances (D,)."""
+    var = np.asarray(variances, dtype=float) + reg_covar
     positive = np.flatnonzero(var > 0)
     if positive.size < 2:
         return
@@ -642,7 +656,7 @@ def fit_em(
     centre, X_centred, init = _centred(model, X, init, sample_weight)
     run = _run(model, X_centred, hard=False, seed=seed, n_init=n_init, init=init, tol=tol,
                max_iter=max_iter, progress=progress, label="EM", sample_weight=sample_weight)
-    return _make_fit(method, model, X, centre, run, seed, hard=False,
+    return make_fit(method, model, X, centre, run, seed, hard=False,
                      sample_weight=sample_weight)
 
 
@@ -675,12 +689,15 @@ def fit_kmeans(
     run = _run(model, X_centred, hard=True, seed=seed, n_init=n_init, init=init, tol=tol,
                max_iter=max_iter, progress=progress, label="k-means GMM",
                sample_weight=sample_weight)
-    return _make_fit(method, model, X, centre, run, seed, hard=True,
+    return make_fit(method, model, X, centre, run, seed, hard=True,
                      sample_weight=sample_weight)
 
 
-def _make_fit(method: str, model, X, centre, run, seed, *, hard: bool,
-              sample_weight=None) -> Fit:
+def make_fit(method: str, model, X, centre, run, seed, *, hard: bool,
+             sample_weight=None, responsibilities=None) -> Fit:
+    """The Fit of a run whose state has ``weights``, ``means`` (centred), native
+    ``covariances``, ``log_likelihood`` and ``n_reseeded``; ``responsibilities`` default
+    to those of ``X`` under the fitted posterior, computed now."""
     state = run.state  # in centred coordinates
     family = model.covariance
     k, d = state.means.shape
@@ -693,7 +710,9 @@ def _make_fit(method: str, model, X, centre, run, seed, *, hard: bool,
     loglik_trace = run.monitor_traces["log_likelihood"]
     return fit_from_run(
         run, method=method, model=model, data=X, posterior=posterior,
-        responsibilities=np.exp(posterior.log_responsibilities(X)), seed=seed,
+        responsibilities=(np.exp(posterior.log_responsibilities(X))
+                          if responsibilities is None else responsibilities(posterior)),
+        seed=seed,
         elbo_trace=elbo_trace, log_likelihood_trace=loglik_trace,
         kl_trace=loglik_trace - elbo_trace,
         diagnostics={
@@ -703,3 +722,178 @@ def _make_fit(method: str, model, X, centre, run, seed, *, hard: bool,
         },
         sample_weight=sample_weight,
     )
+
+
+# ----------------------------------------------------------------------------- chunked
+# The per-chunk form of the same iteration, for data streamed in chunks
+# (:mod:`gmmkit.inference.chunked`).  The in-memory state above keeps the (N, K)
+# log-probabilities, so its M-step can take two passes over the data (deviations from
+# the new means); streamed data allow one pass per iteration, so a chunk returns
+# sufficient statistics *shifted* by the means of the parameters it was evaluated at:
+#
+#     n_k = sum_n w_n r_nk,  s_k = sum_n w_n r_nk x_n,  d_k = sum_n w_n r_nk (x_n - c_k),
+#     S_k = sum_n w_n r_nk (x_n - c_k)(x_n - c_k)^T,         c_k the current means.
+#
+# The scatter about any other point mu_k follows exactly (no cancellation beyond that of
+# (mu_k - c_k), which is small near convergence and zero for a fixed point):
+#
+#     sum_n w_n r_nk (x_n - mu_k)(x_n - mu_k)^T
+#         = S_k - (mu_k - c_k) d_k^T - d_k (mu_k - c_k)^T + n_k (mu_k - c_k)(mu_k - c_k)^T.
+#
+# The ELBO of the responsibilities a pass used, at the parameters their M-step gives,
+# needs no second pass either: sum_nk w_n r_nk log N(x_n | mu_k, Sigma_k) =
+# sum_k [n_k log N(mu_k | mu_k, Sigma_k) - tr(Sigma_k^-1 scatter_k) / 2].
+
+
+class ChunkStatistics(NamedTuple):
+    """Sums over points of one chunk (or of all chunks, added); see the comment above."""
+
+    n_k: np.ndarray  # (K,)
+    s_k: np.ndarray  # (K, D)
+    d_k: np.ndarray  # (K, D)
+    scatter: np.ndarray  # (K, D, D)
+    log_likelihood: float  # sum_n w_n logsumexp_k log_prob_nk (0 without parameters)
+    entropy: float  # sum_n w_n H[r_n] (0 for one-hot r)
+
+
+def chunk_labels(
+    X: np.ndarray, shift: np.ndarray, log_prob: np.ndarray | None,
+    overrides: tuple[np.ndarray, np.ndarray], offset: int,
+) -> np.ndarray:
+    """Hard labels of a chunk: argmax of ``log_prob`` (k-means step) or, without it, the
+    nearest of ``shift`` (K, D) in Euclidean distance (the initial assignment), then the
+    re-seeded points ``overrides`` = (global row indices, components) of this chunk
+    (``offset`` is the chunk's first global row)."""
+    if log_prob is None:
+        labels = np.argmin(-2.0 * X @ shift.T + np.sum(shift**2, axis=1), axis=1)
+    else:
+        labels = np.argmax(log_prob, axis=1)
+    rows, comps = overrides
+    inside = (rows >= offset) & (rows < offset + X.shape[0])
+    labels[rows[inside] - offset] = comps[inside]
+    return labels
+
+
+def chunk_statistics(
+    X: np.ndarray, w: np.ndarray | None, means: np.ndarray, theta: tuple | None,
+    covariance: str, *, hard: bool,
+    overrides: tuple[np.ndarray, np.ndarray] = (np.empty(0, int), np.empty(0, int)),
+    offset: int = 0, shift: np.ndarray | None = None,
+) -> ChunkStatistics:
+    """The E-step of one chunk fused with its shifted sufficient statistics.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, D)
+        The chunk, centred like the whole fit.
+    w : ndarray, shape (n,), or None
+        Frequency weights.
+    means : ndarray, shape (K, D)
+        The means of ``theta``, or the initial means when ``theta`` is None (the hard
+        assignment is then to the nearest of them).
+    theta : (weights (K,), means (K, D), prec_chol) or None
+        Parameters of the E-step; None for the initial nearest-mean assignment.
+    covariance : str
+        The covariance family of ``prec_chol``.
+    hard : bool
+        One-hot responsibilities (k-means, and the initial assignment).
+    overrides, offset
+        Re-seeded points; see :func:`chunk_labels`.
+    shift : ndarray, shape (K, D), optional
+        The points c_k the statistics are taken around; default ``means``.
+    """
+    n_components, d = means.shape
+    shift = means if shift is None else shift
+    log_prob = None
+    log_likelihood = entropy = 0.0
+    if theta is not None:
+        log_prob = weighted_log_prob(X, theta[0], theta[1], theta[2], covariance)
+        log_norm = logsumexp(log_prob, axis=1)
+        log_likelihood = float(log_norm.sum() if w is None else w @ log_norm)
+    if hard:
+        labels = chunk_labels(X, means, log_prob, overrides, offset)
+        resp = _one_hot(labels, n_components)
+    else:
+        resp = np.exp(log_prob - log_norm[:, None])
+        per_point = np.sum(entr(resp), axis=1)
+        entropy = float(per_point.sum() if w is None else w @ per_point)
+    if w is not None:
+        resp *= w[:, None]
+    scatter = np.empty((n_components, d, d))
+    d_k = np.empty((n_components, d))
+    for comp in range(n_components):  # K (D, D) products over the whole chunk
+        diff = X - shift[comp]
+        weighted = resp[:, comp] * diff.T
+        d_k[comp] = weighted.sum(axis=1)
+        scatter[comp] = weighted @ diff
+    return ChunkStatistics(resp.sum(axis=0), resp.T @ X, d_k, scatter, log_likelihood,
+                           entropy)
+
+
+def m_step_from_statistics(
+    stats: ChunkStatistics, shift: np.ndarray, reg_covar: float, covariance: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`m_step_family` from summed chunk statistics taken around ``shift``.
+
+    Returns weights (K,), means (K, D), native covariances, and the scatter about the
+    new means (K, D, D) that :func:`elbo_from_statistics` needs.
+    """
+    n_k = stats.n_k + 10 * np.finfo(float).eps  # as m_step: no NaN for an empty component
+    means = stats.s_k / n_k[:, None]
+    delta = means - shift
+    outer = np.einsum("ka,kb->kab", delta, stats.d_k)
+    scatter = (stats.scatter - outer - np.swapaxes(outer, 1, 2)
+               + stats.n_k[:, None, None] * np.einsum("ka,kb->kab", delta, delta))
+    d = means.shape[1]
+    if covariance == "full":
+        covariances = scatter / n_k[:, None, None]
+        covariances[:, np.arange(d), np.arange(d)] += reg_covar
+    elif covariance == "tied":
+        covariances = scatter.sum(axis=0) / n_k.sum()
+        covariances.flat[:: d + 1] += reg_covar
+    else:
+        variances = np.diagonal(scatter, axis1=1, axis2=2) / n_k[:, None] + reg_covar
+        covariances = variances if covariance == "diag" else variances.mean(axis=1)
+    return n_k / n_k.sum(), means, covariances, scatter
+
+
+def elbo_from_statistics(
+    stats: ChunkStatistics, weights: np.ndarray, means: np.ndarray, prec_chol: np.ndarray,
+    scatter: np.ndarray, covariance: str,
+) -> float:
+    """ELBO(r, theta) = sum_nk w_n r_nk (log_prob_nk - log r_nk) from the statistics of r
+    and ``scatter`` about theta's means (comment above :class:`ChunkStatistics`)."""
+    k, d = means.shape
+    # log pi_k + log N(mu_k | mu_k, Sigma_k): the family's kernel at its own mean.
+    log_norm = np.diagonal(weighted_log_prob(means, weights, means, prec_chol, covariance))
+    if covariance in ("full", "tied"):
+        factors = prec_chol if covariance == "full" else np.broadcast_to(prec_chol, (k, d, d))
+        precisions = factors @ np.swapaxes(factors, 1, 2)  # P = U U^T, scikit-learn's factor
+        quad = np.einsum("kab,kab->k", precisions, scatter)
+    else:
+        prec_sq = prec_chol**2 if covariance == "diag" else (prec_chol**2)[:, None]
+        quad = np.sum(prec_sq * np.diagonal(scatter, axis1=1, axis2=2), axis=1)
+    return float(stats.n_k @ log_norm - 0.5 * quad.sum() + stats.entropy)
+
+
+def reseed_candidate(
+    X: np.ndarray, w: np.ndarray | None, shift: np.ndarray, theta: tuple | None,
+    covariance: str, counts: np.ndarray, overrides: tuple[np.ndarray, np.ndarray],
+    offset: int,
+) -> tuple[float, int, int, float]:
+    """This chunk's candidate to re-seed an empty cluster, as :func:`hard_assignment`
+    chooses it: the point farthest from its assigned mean among positive-weight points
+    whose cluster keeps some weight without it.  Returns (squared distance, global row,
+    its label, its weight, the point (D,)); distance -inf when the chunk has no
+    candidate."""
+    log_prob = None if theta is None else weighted_log_prob(
+        X, theta[0], theta[1], theta[2], covariance)
+    labels = chunk_labels(X, shift, log_prob, overrides, offset)
+    weight = np.ones(X.shape[0]) if w is None else w
+    distance = np.sum((X - shift[labels]) ** 2, axis=1)
+    candidates = np.where((weight > 0) & (counts[labels] - weight > 0), distance, -np.inf)
+    if candidates.size == 0:
+        return -np.inf, -1, -1, 0.0, np.zeros(X.shape[1])
+    point = int(np.argmax(candidates))
+    return (float(candidates[point]), offset + point, int(labels[point]),
+            float(weight[point]), X[point].copy())

@@ -67,8 +67,8 @@ __all__ = [
 class _Problem(NamedTuple):
     """Everything about (model, data) that does not change between iterations."""
 
-    X: np.ndarray  # (N, D), centred
-    X_t: np.ndarray  # (D, N), the same, points along the contiguous axis
+    X: np.ndarray | None  # (N, D), centred (None when the data are streamed in chunks)
+    X_t: np.ndarray | None  # (D, N), the same, points along the contiguous axis
     centre: np.ndarray  # (D,) added back to every mean
     alpha0: float
     beta0: float
@@ -84,32 +84,41 @@ class _Problem(NamedTuple):
 
 def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
     centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
+    prob = problem_from_centre(model, centre)
     d = X.shape[1]
-    w0_chol = np.linalg.cholesky(model.W0)
-    w0_inv_chol = linalg.solve_triangular(w0_chol, np.eye(d), lower=True)
-    iu = np.triu_indices(d)
-    n_features = 1 + d + iu[0].size
     X_centred = X - centre
     phi = None
-    if n_features <= _KEEP_FEATURES_RATIO * (d + model.n_components) and (
-        8 * n_features * X.shape[0] <= _KEEP_FEATURES_BYTES
+    if prob.n_features <= _KEEP_FEATURES_RATIO * (d + model.n_components) and (
+        8 * prob.n_features * X.shape[0] <= _KEEP_FEATURES_BYTES
     ):
         # The features never change: computing them once saves a pass per iteration.
         # Kept only while they are no bigger than a few (N, K) or (N, D) arrays, so the
         # fit never needs more memory than scikit-learn's (benchmarks/bench_vb.py); the
         # transposed data are then rows 1..D of phi, not a copy.
-        phi = np.empty((n_features, X.shape[0]))
+        phi = np.empty((prob.n_features, X.shape[0]))
         phi[1 : 1 + d] = X_centred.T
         X_t = phi[1 : 1 + d]
-        _features(X_t, iu, phi)
+        _features(X_t, prob.iu, phi)
     else:
         X_t = np.ascontiguousarray(X_centred.T)
+    return prob._replace(X=X_centred, X_t=X_t, phi=phi, w=w)
+
+
+def problem_from_centre(model: BayesianGMM, centre: np.ndarray) -> _Problem:
+    """The data-free part of the problem: the (resolved) priors in coordinates centred on
+    ``centre`` (D,).  ``X``, ``X_t``, ``phi`` and ``w`` are left None: the chunked driver
+    (:mod:`gmmkit.inference.chunked`) streams the data instead of holding them."""
+    centre = np.asarray(centre, dtype=float)
+    d = centre.shape[0]
+    w0_chol = np.linalg.cholesky(model.W0)
+    w0_inv_chol = linalg.solve_triangular(w0_chol, np.eye(d), lower=True)
+    iu = np.triu_indices(d)
     return _Problem(
-        X=X_centred, X_t=X_t, centre=centre,
+        X=None, X_t=None, centre=centre,
         alpha0=float(model.alpha0), beta0=float(model.beta0),
         m0=np.asarray(model.m0, dtype=float) - centre, W0_inv=w0_inv_chol.T @ w0_inv_chol,
         log_det_W0=float(2.0 * np.log(np.diag(w0_chol)).sum()), nu0=float(model.nu0),
-        iu=iu, n_features=n_features, phi=phi, w=w,
+        iu=iu, n_features=1 + d + iu[0].size, phi=None, w=None,
     )
 
 
@@ -208,15 +217,47 @@ def _log_rho_coefficients(beta, m, nu, ex: _Expectations, iu) -> np.ndarray:
 
 
 def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
-    """Responsibilities from log rho = phi @ coef, in blocks of points.
+    """Responsibilities from log rho = phi @ coef over all the (in-memory) points.
 
     Returns ``(stats (K, p), lse_sum)``; with ``out`` (N, K) also writes r there.
     """
-    X_t, w = prob.X_t, prob.w
+    return chunk_statistics(prob.X_t, prob.w, coef, prob.iu, prob.phi, out)
+
+
+def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, iu,
+                     features: np.ndarray | None = None, out: np.ndarray | None = None):
+    """The E-step (10.46-10.49) fused with the statistics of r over one chunk of points.
+
+    The one per-iteration pass of VB, shared by the in-memory fit (one chunk: all the
+    data) and the chunked driver (:mod:`gmmkit.inference.chunked`, one call per Dask
+    chunk, the results summed), so both run the same arithmetic.
+
+    Parameters
+    ----------
+    X_t : ndarray, shape (D, n)
+        Centred points of the chunk as columns.
+    w : ndarray, shape (n,), or None
+        Frequency weights of the chunk (None: every point counts once).
+    coef : ndarray, shape (p, K)
+        :func:`_log_rho_coefficients`.
+    iu : tuple of ndarray
+        Upper-triangle indices of x x^T.
+    features : ndarray, shape (p, n), optional
+        The chunk's features phi(x), when kept (never written to).
+    out : ndarray, shape (n, K), optional
+        Receives r.
+
+    Returns
+    -------
+    stats : ndarray, shape (K, p)
+        sum_n w_n r_nk phi(x_n).
+    lse_sum : float
+        sum_n w_n logsumexp_k log rho_nk.
+    """
     n = X_t.shape[1]
     p, k = coef.shape
     coef_t = np.ascontiguousarray(coef.T)  # (K, p)
-    block = min(_block_size(k, p), n)
+    block = max(1, min(_block_size(k, p), n))
     phi = np.empty((p, block))
     logits = np.empty((k, block))
     col_max = np.empty(block)
@@ -227,10 +268,10 @@ def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
     for start in range(0, n, block):
         b = min(block, n - start)
         f, lb, mx, tot = phi[:, :b], logits[:, :b], col_max[:b], col_sum[:b]
-        if prob.phi is None:
-            _features(X_t[:, start : start + b], prob.iu, f)
+        if features is None:
+            _features(X_t[:, start : start + b], iu, f)
         else:
-            f = prob.phi[:, start : start + b]
+            f = features[:, start : start + b]
         np.matmul(coef_t, f, out=lb)  # log rho, (K, B)
         np.max(lb, axis=0, out=mx)
         lb -= mx  # log-space: the largest term is exp(0) = 1, nothing overflows
@@ -262,7 +303,7 @@ def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
 
 def _m_step(prob: _Problem, stats: np.ndarray):
     """q(pi), q(mu, Lambda) from the statistics of r (10.58, 10.60-10.63)."""
-    d = prob.X.shape[1]
+    d = prob.m0.shape[0]
     n_k, s1, s2 = _unpack_statistics(stats, d, prob.iu)
     alpha = prob.alpha0 + n_k  # 10.58
     beta = prob.beta0 + n_k  # 10.60
@@ -286,9 +327,20 @@ def _m_step(prob: _Problem, stats: np.ndarray):
     return alpha, beta, m, W_inv_chol, nu
 
 
-def _state(prob: _Problem, alpha, beta, m, W_inv_chol, nu) -> VBState:
+def e_step_coefficients(prob: _Problem, alpha, beta, m, W_inv_chol, nu) -> np.ndarray:
+    """C (p, K) of log rho_nk = phi(x_n) . C[:, k] at these parameters (10.46, 10.64-10.66)."""
     ex = _expectations(alpha, nu, W_inv_chol)
-    coef = _log_rho_coefficients(beta, m, nu, ex, prob.iu)
+    return _log_rho_coefficients(beta, m, nu, ex, prob.iu)
+
+
+def m_step(prob: _Problem, stats: np.ndarray):
+    """``(alpha, beta, m, W_inv_chol, nu)`` from r's statistics (K, p) (10.58-10.63);
+    :class:`RestartFailed` when a W_k^-1 is not positive definite."""
+    return _m_step(prob, stats)
+
+
+def _state(prob: _Problem, alpha, beta, m, W_inv_chol, nu) -> VBState:
+    coef = e_step_coefficients(prob, alpha, beta, m, W_inv_chol, nu)
     stats, lse_sum = _e_step(prob, coef)
     return VBState(alpha, beta, m, W_inv_chol, nu, stats, lse_sum)
 
@@ -296,29 +348,42 @@ def _state(prob: _Problem, alpha, beta, m, W_inv_chol, nu) -> VBState:
 def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Generator):
     """Hard-assign every point to the nearest of K seeds (kmeans++ or random points), take
     the M-step of those one-hot responsibilities, then the E-step."""
-    X, X_t = prob.X, prob.X_t
-    n = X.shape[0]
-    centres = initial_means(X, n_components, init, rng, prob.w)
-    stats = np.zeros((prob.n_features, n_components))
-    block = min(_block_size(n_components, prob.n_features), n)
-    phi = np.empty((prob.n_features, block))
+    centres = initial_means(prob.X, n_components, init, rng, prob.w)
+    stats = hard_statistics(prob.X_t, prob.w, centres, prob.iu, prob.n_features)
+    return state_from_statistics(prob, stats)
+
+
+def hard_statistics(X_t: np.ndarray, w: np.ndarray | None, centres: np.ndarray, iu,
+                    n_features: int) -> np.ndarray:
+    """sum_n w_n z_nk phi(x_n), shape (K, p), for z the one-hot assignment of every
+    centred point of ``X_t`` (D, n) to the nearest of ``centres`` (K, D) (Euclidean): the
+    statistics of the initial state, for one chunk (or all) of the points."""
+    n_components = centres.shape[0]
+    n = X_t.shape[1]
+    stats = np.zeros((n_features, n_components))
+    block = max(1, min(_block_size(n_components, n_features), n))
+    phi = np.empty((n_features, block))
     sq_centres = np.einsum("kd,kd->k", centres, centres)
     components = np.arange(n_components)[:, None]
     for start in range(0, n, block):
         xb = X_t[:, start : start + block]
-        f = _features(xb, prob.iu, phi[:, : xb.shape[1]])
+        f = _features(xb, iu, phi[:, : xb.shape[1]])
         labels = np.argmin(sq_centres[:, None] - 2.0 * centres @ xb, axis=0)
         one_hot = (labels == components).T.astype(float)
-        if prob.w is not None:
-            one_hot *= prob.w[start : start + block, None]
+        if w is not None:
+            one_hot *= w[start : start + block, None]
         stats += f @ one_hot
-    stats = stats.T
+    return stats.T
+
+
+def state_from_statistics(prob: _Problem, stats: np.ndarray) -> VBState:
+    """The M-step (10.58-10.63) from statistics (K, p), then the E-step."""
     return _state(prob, *_m_step(prob, stats))
 
 
 def step(prob: _Problem, state: VBState) -> VBState:
     """One VB sweep: the M-step (10.58-10.63) from r's statistics, then the E-step."""
-    return _state(prob, *_m_step(prob, state.stats))
+    return state_from_statistics(prob, state.stats)
 
 
 # ----------------------------------------------------------------------------- bound

@@ -75,16 +75,21 @@ def _default_W0(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.nd
     instead of one whose Cholesky factor is dominated by rounding, and so the default is
     a continuous function of the data.  Returns shape (D, D).
     """
-    d = X.shape[1]
     if sample_weight is None:
         cov = np.atleast_2d(np.cov(X, rowvar=False))
     else:
         diff = X - _weighted_mean(X, sample_weight)
         cov = (sample_weight * diff.T) @ diff / (sample_weight.sum() - 1.0)
+    return _default_W0_from_covariance(cov, X.shape[0])
+
+
+def _default_W0_from_covariance(cov: np.ndarray, n_points: int) -> np.ndarray:
+    """:func:`_default_W0` from the sample covariance S (D, D) of ``n_points`` rows."""
+    d = cov.shape[0]
     trace = float(np.trace(cov))
     if not trace > 0:
         raise ValueError(
-            f"X must not be {X.shape[0]} copies of one point for the default W0: its "
+            f"X must not be {n_points} copies of one point for the default W0: its "
             "sample covariance is zero, so W0 = S^-1 does not exist; pass W0 explicitly"
         )
     cov = cov + (_DEFAULT_RIDGE * trace / d) * np.eye(d)
@@ -288,14 +293,27 @@ class BayesianGMM:
             With concrete ``alpha0``, ``m0`` (D,), ``W0`` (D, D) and ``nu0``.
         """
         X = self.check_data(X, min_points=1 if self.W0 is not None else 2)
-        d = X.shape[1]
+        return self._resolve(
+            X.shape[1], lambda: _weighted_mean(X, sample_weight),
+            lambda: _default_W0(X, sample_weight))
+
+    def resolve_from_moments(self, mean: Any, covariance: Any, n_points: int) -> BayesianGMM:
+        """:meth:`resolve` from the data's (weighted) mean (D,) and sample covariance
+        (D, D) (ddof 1 in the total weight) of ``n_points`` rows, for data too large to
+        hold in memory (computed in one pass by :mod:`gmmkit.inference.chunked`)."""
+        mean = np.asarray(mean, dtype=float)
+        cov = np.atleast_2d(np.asarray(covariance, dtype=float))
+        return self._resolve(mean.shape[0], lambda: mean,
+                             lambda: _default_W0_from_covariance(cov, n_points))
+
+    def _resolve(self, d: int, mean, default_W0) -> BayesianGMM:
         changes: dict[str, Any] = {}
         if self.alpha0 is None:
             changes["alpha0"] = 1.0 / self.n_components
         if self.m0 is None:
-            changes["m0"] = _weighted_mean(X, sample_weight)
+            changes["m0"] = mean()
         if self.W0 is None:
-            changes["W0"] = _default_W0(X, sample_weight)
+            changes["W0"] = default_W0()
         if self.nu0 is None:
             changes["nu0"] = float(d)
         elif self.nu0 <= d - 1:
