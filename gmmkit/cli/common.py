@@ -305,6 +305,18 @@ def dask_cluster(
             ) from None
 
 
+def streams_dask(model: Any, method: str) -> bool:
+    """Whether ``method`` fits ``model`` on a Dask array chunk by chunk (one pass per
+    iteration) rather than needing its data in memory; the inference layer decides."""
+    from gmmkit.inference.chunked import chunked_backend
+
+    try:
+        chunked_backend(model, get_method(method))
+    except ValueError:
+        return False
+    return True
+
+
 def option_groups(*groups: list[Callable[..., Any]]) -> Callable[..., Any]:
     """Apply option decorators so that they appear in ``--help`` in the listed order."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from gmmkit.cli.common import (
     DASK_OPTIONS,
@@ -20,6 +21,7 @@ from gmmkit.cli.common import (
     option_groups,
     read_table,
     show_progress,
+    streams_dask,
 )
 from gmmkit.inference.methods import METHODS
 
@@ -95,6 +97,7 @@ def fit(
     from gmmkit.api import fit as fit_model
     from gmmkit.models.factory import build_model
     from gmmkit.output import atomic_directory, check_output_directory
+    from gmmkit.reading import is_lazy
     from gmmkit.report import print_fit_summary, write_fit_report
 
     method = method or default_method(model_name)
@@ -119,6 +122,16 @@ def fit(
             model_name, components, X, alpha0=alpha0, beta0=beta0, nu0=nu0,
             prior_sd=prior_sd, obs_sd=obs_sd, reg_covar=reg_covar, covariance=covariance,
         )
+        if is_lazy(X) and not streams_dask(model, method):
+            if on_dask:
+                streaming = [m for m in METHODS if streams_dask(model, m)]
+                raise ValueError(
+                    f"--scheduler, --workers and --chunk-rows apply to the methods that "
+                    f"stream Dask data ({', '.join(streaming)}) for --model {model_name}; "
+                    f"method {method!r} needs its data in memory"
+                )
+            say(f"reading {data} into memory (method {method} needs its data in memory)")
+            X = np.asarray(X.compute(), dtype=np.float64)
         x = model.check_data(X)  # the shape the model's inference expects
         if not quiet:
             click.echo(f"gmmkit: fitting {method} ...", err=True)
