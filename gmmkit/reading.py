@@ -22,6 +22,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from gmmkit._validation import is_lazy_array
+
 __all__ = ["LAZY_NPY_BYTES", "DataTable", "is_lazy", "load_data", "read_data"]
 
 
@@ -67,7 +69,13 @@ class DataTable:
 
 def is_lazy(x: Any) -> bool:
     """Whether ``x`` is a Dask array (checked without importing Dask)."""
-    return type(x).__module__.startswith("dask.") and hasattr(x, "chunks")
+    return is_lazy_array(x)
+
+
+def _has_dask() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("dask") is not None
 
 
 def load_data(
@@ -127,7 +135,8 @@ def read_data(
         True: return a Dask array whatever the source (a text file is parsed, then
         split into row chunks).  False: compute a Zarr or Parquet source into a NumPy
         array.  Default: lazy for Zarr and Parquet, and for a ``.npy`` file larger than
-        :data:`LAZY_NPY_BYTES` (opened as a memory map) or when ``chunk_rows`` is given.
+        :data:`LAZY_NPY_BYTES` (opened as a memory map; loaded when Dask is not
+        installed) or when ``chunk_rows`` is given.
     chunk_rows : int, optional
         Rows per chunk of a lazy ``X`` [default: the store's chunks (Zarr), the files'
         row groups (Parquet), or about Dask's ``array.chunk-size`` (``.npy``, text)].
@@ -171,7 +180,9 @@ def read_data(
                 "file, a Zarr store or Parquet files"
             )
         elif path.suffix.lower() == ".npy":
-            big = path.stat().st_size > LAZY_NPY_BYTES
+            # Without Dask a large file is loaded, as it always was: the default install
+            # stays light.
+            big = path.stat().st_size > LAZY_NPY_BYTES and _has_dask()
             if lazy or (lazy is None and (big or chunk_rows is not None)):
                 table = _read_npy_lazily(path, label, columns, labels, dropna, chunk_rows)
             else:
