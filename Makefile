@@ -1,5 +1,5 @@
 # `make demo` and `make test` work on a fresh machine with only Python >= 3.11:
-# each builds a local .venv (once) with gmmkit and its dev extras installed.
+# each builds a local .venv (once) with gmmkit and its dev and dask extras installed.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/gmmkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask]"
 	touch $(BIN)/gmmkit
 
 demo: $(BIN)/gmmkit

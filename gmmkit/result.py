@@ -26,7 +26,15 @@ from gmmkit._validation import check_int
 from gmmkit.models.protocol import Model
 from gmmkit.posterior import Posterior
 
-__all__ = ["CSV_MAX_CELLS", "LOG_LIKELIHOOD_MAX_FLOATS", "Fit", "Posterior", "load"]
+__all__ = [
+    "CSV_MAX_CELLS",
+    "LAZY_DATA_MAX_BYTES",
+    "LOG_LIKELIHOOD_MAX_FLOATS",
+    "RESPONSIBILITIES_ZARR",
+    "Fit",
+    "Posterior",
+    "load",
+]
 
 #: ``to_inference_data(log_likelihood=None)`` includes the pointwise log-likelihood only
 #: up to this many floats (draws x N); 2e7 float64 are 160 MB in memory and on disk.
@@ -35,6 +43,18 @@ LOG_LIKELIHOOD_MAX_FLOATS = 20_000_000
 CSV_MAX_CELLS = 1_000_000
 #: The pickle of the fit's remaining fields in a saved fit's directory.
 PICKLE_FILE = "fit.pkl"
+#: A fit on lazy (Dask) data writes its responsibilities chunk by chunk to this Zarr store.
+RESPONSIBILITIES_ZARR = "responsibilities.zarr"
+#: ``Fit.save`` writes lazy (Dask) data to ``data.npy`` only up to this many bytes (they are
+#: computed into memory to be written); larger data are not copied: the directory then
+#: holds the fit, not the data, and :func:`load` gives ``Fit.data`` as an empty array of
+#: the data's width (read the data again from their source).
+LAZY_DATA_MAX_BYTES = 64 * 2**20
+
+
+def _is_lazy(value: Any) -> bool:
+    """A Dask array (duck-typed: no Dask import for NumPy values)."""
+    return getattr(value, "__dask_graph__", None) is not None and hasattr(value, "chunks")
 
 
 def _readonly(value: Any) -> Any:
@@ -66,12 +86,14 @@ class Fit:
         "cavi", "em", "kmeans", "advi", "fullrank_advi", "nuts" or "smc".
     model : object
         The model that was fitted (an immutable value object).
-    data : ndarray, shape (N,) or (N, D)
-        The validated data the fit saw.
+    data : ndarray or dask.array.Array, shape (N,) or (N, D)
+        The validated data the fit saw (the Dask array itself for a fit on Dask data).
     posterior : Posterior
         The fitted approximation (variational family, point estimate or draws).
-    responsibilities : ndarray, shape (N, K)
-        q(z_i = k) for the training data; rows sum to 1.
+    responsibilities : ndarray or dask.array.Array, shape (N, K)
+        q(z_i = k) for the training data; rows sum to 1.  For a fit on Dask data, a lazy
+        Dask array computed chunk by chunk from the final posterior on request (never an
+        in-memory (N, K) array).
     elbo : float
         Final ELBO in nats with every normalising constant (NaN where not applicable).
     elbo_trace : ndarray, shape (n_iter + 1,)
@@ -98,7 +120,7 @@ class Fit:
         One message per restart that failed (for example a singular covariance).
     diagnostics : mapping
         Method-specific diagnostics (r-hat, ESS, divergences, warnings).
-    sample_weight : ndarray, shape (N,), or None
+    sample_weight : ndarray or dask.array.Array, shape (N,), or None
         The frequency weights of a weighted closed-form fit (read-only); None when every
         point counted once.  The ELBO and log-likelihood traces are weighted sums.
     """
@@ -149,9 +171,16 @@ class Fit:
         # Unpickled arrays come back writable: make them read-only again.
         self.__post_init__()
 
+    @property
+    def is_lazy(self) -> bool:
+        """Whether the fit was computed on Dask data (lazy ``data`` and
+        ``responsibilities``)."""
+        return _is_lazy(self.responsibilities)
+
     def __repr__(self) -> str:
         return (
-            f"Fit(method={self.method!r}, model={self.model!r}, n={self.data.shape[0]}, "
+            f"Fit(method={self.method!r}, model={self.model!r}, "
+            f"n={self.responsibilities.shape[0]}, "
             f"elbo={self.elbo:.6g}, n_iter={self.n_iter}, converged={self.converged})"
         )
 
@@ -182,7 +211,7 @@ class Fit:
 
     # ------------------------------------------------------------------ prediction
     def _check_new(self, x: Any) -> np.ndarray:
-        n_features = None if self.data.ndim == 1 else self.data.shape[1]
+        n_features = None if self.data.ndim == 1 else self.data.shape[1]  # lazy data too
         return self.model.check_data(x, n_features=n_features)
 
     def predict_proba(self, x: Any) -> np.ndarray:
@@ -225,7 +254,8 @@ class Fit:
         return out
 
     def to_inference_data(
-        self, draws: int = 1000, seed: int | None = None, *, log_likelihood: bool | None = None
+        self, draws: int = 1000, seed: int | None = None, *, log_likelihood: bool | None = None,
+        subsample: int | None = None,
     ):
         """Draws from the fitted posterior as an ``arviz.InferenceData``.
 
@@ -242,6 +272,12 @@ class Fit:
             True always includes it, False never.  When it is left out there is *no*
             ``log_likelihood`` group (a zero-filled one would give a wrong LOO of 0), and
             the attribute ``log_likelihood_omitted`` of the posterior group says why.
+        subsample : int, optional
+            Fits on Dask data only, whose N rows are never brought into memory: the
+            ``observed_data`` and ``log_likelihood`` groups then hold a uniform sample of
+            this many rows (without replacement, in row order, drawn with ``seed``; all
+            rows if fewer), recorded in the attribute ``observed_rows``.  Without it
+            they hold no rows and there is no ``log_likelihood`` group.
 
         Returns
         -------
@@ -262,7 +298,8 @@ class Fit:
         rng = np.random.default_rng(self.seed if seed is None else seed)
         posterior = self.posterior.draw(draws, rng)
         chain, draw = next(iter(posterior.values())).shape[:2]
-        n_floats = chain * draw * self.data.shape[0]
+        observed, observed_note = self._observed(subsample, rng)
+        n_floats = chain * draw * observed.shape[0]
         kind = self.posterior.kind
         attrs = {
             "gmmkit_method": self.method,
@@ -274,25 +311,49 @@ class Fit:
             "gmmkit_posterior_kind": kind.name,
             "gmmkit_draws_from_q": int(kind.is_variational),
         }
+        if observed_note:
+            attrs["observed_rows"] = observed_note
         loglik = None
         if log_likelihood is False:
             attrs["log_likelihood_omitted"] = "log_likelihood=False"
+        elif observed.shape[0] == 0 and self.is_lazy:
+            attrs["log_likelihood_omitted"] = (
+                "lazy (Dask) data: pass subsample=n for the pointwise log-likelihood of a "
+                "sample of n rows")
         elif log_likelihood is None and n_floats > LOG_LIKELIHOOD_MAX_FLOATS:
             attrs["log_likelihood_omitted"] = (
                 f"draws x N = {n_floats} floats exceeds {LOG_LIKELIHOOD_MAX_FLOATS:.0e}; pass "
                 "log_likelihood=True to include it"
             )
         else:
-            loglik = self.model.pointwise_log_likelihood(self.data, posterior)
+            loglik = self.model.pointwise_log_likelihood(observed, posterior)
         return _arviz.make_inference_data(
             posterior=posterior,
             dims=self.model.parameter_dims,
-            observed=self.data,
+            observed=observed,
             log_likelihood=loglik,
             fit_variables=self.fit_variables(),
             attrs=attrs,
             sample_stats=self._sample_stats((chain, draw)),
         )
+
+    def _observed(self, subsample: int | None, rng: np.random.Generator):
+        """The rows the InferenceData carry: all the in-memory data; for Dask data a
+        uniform sample of ``subsample`` rows (or none), with a note saying which."""
+        if not _is_lazy(self.data):
+            if subsample is not None:
+                raise ValueError(
+                    "subsample applies to fits on Dask data only; this fit's data are in "
+                    f"memory, got subsample={subsample!r}")
+            return np.asarray(self.data), ""
+        n = self.data.shape[0]
+        if subsample is None:
+            return np.zeros((0, *self.data.shape[1:])), (
+                f"none of the {n} rows (lazy Dask data; pass subsample=n for a sample)")
+        size = min(check_int("subsample", subsample, 1), n)
+        rows = np.sort(rng.choice(n, size=size, replace=False))
+        return np.asarray(self.data[rows].compute()), (
+            f"a uniform sample of {size} of the {n} rows")
 
     def _sample_stats(self, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
         """The sampler's per-draw statistics when the posterior holds sampler draws and
@@ -370,13 +431,19 @@ class Fit:
     ) -> None:
         """Write the files of :meth:`save` into the existing (temporary) ``directory``."""
         directory = Path(directory)
-        output.write_array(directory / "responsibilities.npy", self.responsibilities)
+        if self.is_lazy:
+            # Chunk by chunk: nothing of size N x K is held in memory.
+            self.responsibilities.to_zarr(str(directory / RESPONSIBILITIES_ZARR))
+        else:
+            output.write_array(directory / "responsibilities.npy", self.responsibilities)
         if self.responsibilities.size <= CSV_MAX_CELLS:
             output.write_csv(
                 directory / "responsibilities.csv",
-                [f"component_{k}" for k in range(self.n_components)], self.responsibilities,
+                [f"component_{k}" for k in range(self.n_components)],
+                np.asarray(self.responsibilities),
             )
-        output.write_array(directory / "data.npy", self.data)
+        if not _is_lazy(self.data) or self.data.nbytes <= LAZY_DATA_MAX_BYTES:
+            output.write_array(directory / "data.npy", np.asarray(self.data))
         output.write_json(directory / "params.json", self.summary_dict())
         output.write_json(directory / "diagnostics.json", _jsonable(dict(self.diagnostics)))
         columns = {"iteration": np.arange(len(self.elbo_trace)), "elbo": self.elbo_trace}
@@ -388,9 +455,18 @@ class Fit:
             columns["kl"] = self.kl_trace
         output.write_csv(directory / "elbo_trace.csv", list(columns),
                          np.column_stack(list(columns.values())))
-        # The arrays are in .npy files already: the pickle holds the rest only.
+        # The arrays are in .npy files (or Zarr) already: the pickle holds the rest only,
+        # with an empty stand-in of the data's width when lazy data were not written.
         state = self.__getstate__()
         state["data"] = state["responsibilities"] = None
+        if _is_lazy(self.data) and self.data.nbytes > LAZY_DATA_MAX_BYTES:
+            state["data"] = np.zeros((0, *self.data.shape[1:]))
+        if _is_lazy(state["sample_weight"]):
+            # Weights are as long as the data: kept (in memory) only with data small
+            # enough to be written, dropped with data that were not.
+            data_written = state["data"] is None
+            state["sample_weight"] = (np.asarray(state["sample_weight"]) if data_written
+                                      else None)
         with open(directory / PICKLE_FILE, "wb") as fh:
             pickle.dump({"format": 1, "state": state}, fh, protocol=pickle.HIGHEST_PROTOCOL)
         _arviz.to_netcdf(
@@ -403,8 +479,12 @@ def load(directory: str | Path) -> Fit:
     """The :class:`Fit` written by :meth:`Fit.save` to ``directory``.
 
     Every field is restored exactly (arrays at full precision, the posterior object
-    included).  ``fit.pkl`` is a pickle: load only directories you trust.  An ADVI fit's
-    compiled log density is not stored; it is compiled again on first use (PSIS).
+    included).  A fit on Dask data comes back with lazy responsibilities read from
+    ``responsibilities.zarr``, and with its data from ``data.npy`` when they were small
+    enough to be written (:data:`LAZY_DATA_MAX_BYTES`), else as an empty array of their
+    width (and without its weights).  ``fit.pkl`` is a pickle: load only directories you
+    trust.  An ADVI fit's compiled log density is not stored; it is compiled again on
+    first use (PSIS).
 
     Raises
     ------
@@ -423,8 +503,15 @@ def load(directory: str | Path) -> Fit:
     with open(directory / PICKLE_FILE, "rb") as fh:
         saved = pickle.load(fh)
     state = dict(saved["state"])
-    state["data"] = np.load(directory / "data.npy", allow_pickle=False)
-    state["responsibilities"] = np.load(directory / "responsibilities.npy", allow_pickle=False)
+    if state.get("data") is None:
+        state["data"] = np.load(directory / "data.npy", allow_pickle=False)
+    if (directory / RESPONSIBILITIES_ZARR).is_dir():
+        import dask.array as da
+
+        state["responsibilities"] = da.from_zarr(str(directory / RESPONSIBILITIES_ZARR))
+    else:
+        state["responsibilities"] = np.load(directory / "responsibilities.npy",
+                                            allow_pickle=False)
     fit = Fit.__new__(Fit)
     fit.__setstate__(state)
     return fit

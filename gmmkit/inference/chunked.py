@@ -102,15 +102,21 @@ class ChunkedData(NamedTuple):
 
 
 def _client():
-    """The default ``distributed.Client``, or None (no distributed, or none active)."""
+    """The ``distributed.Client`` that ``dask.compute`` will use, or None (the threaded
+    scheduler, or another one chosen with ``dask.config.set(scheduler=...)``)."""
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - distributed is part of the dask extra
         return None
     try:
-        return default_client()
+        client = default_client()
     except ValueError:
         return None
+    from dask.base import get_scheduler
+
+    # A client may exist while the computation is sent elsewhere: persisting on it would
+    # leave the other scheduler without the data.
+    return client if getattr(get_scheduler(), "__self__", None) is client else None
 
 
 def _persist_if_it_fits(arrays: list) -> list:
@@ -122,7 +128,10 @@ def _persist_if_it_fits(arrays: list) -> list:
     size = sum(a.nbytes for a in arrays if a is not None)
     if memory <= 0 or size > PERSIST_FRACTION * memory:
         return arrays  # streamed from storage every pass
+    from distributed import wait
+
     persisted = client.persist([a for a in arrays if a is not None])
+    wait(persisted)  # loaded once, before the first pass
     out, i = [], 0
     for a in arrays:
         if a is None:
@@ -155,8 +164,11 @@ def prepare(x: Any, sample_weight: Any, *, name: str, univariate: bool, min_poin
     sizes = x.chunks[0]
     offsets = np.cumsum((0, *sizes[:-1]))
     keep = [i for i, size in enumerate(sizes) if size > 0]  # empty chunks add nothing
-    x_blocks = x.to_delayed().ravel()
-    w_blocks = w.to_delayed().ravel() if w is not None else [None] * len(sizes)
+    # Unoptimised: an optimised graph may fuse the block keys away (a "missing
+    # dependency" when the blocks are computed together in a pass).
+    x_blocks = x.to_delayed(optimize_graph=False).ravel()
+    w_blocks = (w.to_delayed(optimize_graph=False).ravel() if w is not None
+                else [None] * len(sizes))
     return ChunkedData(x, w, tuple(x_blocks[i] for i in keep),
                        tuple(w_blocks[i] for i in keep),
                        tuple(int(offsets[i]) for i in keep), int(x.shape[0]))
