@@ -132,7 +132,9 @@ def fit(
                 )
             say(f"reading {data} into memory (method {method} needs its data in memory)")
             X = np.asarray(X.compute(), dtype=np.float64)
-        x = model.check_data(X)  # the shape the model's inference expects
+        # The shape the model's inference expects; gmmkit.fit checks a Dask array itself,
+        # without computing it (the model's own check would read it into memory).
+        x = X if is_lazy(X) else model.check_data(X)
         if not quiet:
             click.echo(f"gmmkit: fitting {method} ...", err=True)
         result = fit_model(model, x, method, seed=seed, progress=show_progress(quiet),

@@ -63,10 +63,9 @@ def in_memory_fit(X: np.ndarray, method: str, model_name: str = "bayesian") -> g
 
 
 def read_responsibilities(out: Path) -> np.ndarray:
-    """Written chunk by chunk to Zarr for a Dask fit (``.npy`` for one in memory)."""
-    if (out / "responsibilities.zarr").exists():
-        return np.asarray(zarr.open_array(out / "responsibilities.zarr", mode="r")[:])
-    return np.load(out / "responsibilities.npy")
+    """Written chunk by chunk to Zarr by a Dask fit, never as one (N, K) ``.npy``."""
+    assert not (out / "responsibilities.npy").exists()
+    return np.asarray(zarr.open_array(out / "responsibilities.zarr", mode="r")[:])
 
 
 def assert_same_fit(out: Path, expected: gmmkit.Fit) -> None:
