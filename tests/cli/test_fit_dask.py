@@ -258,3 +258,19 @@ def test_a_worker_dying_once_is_survived_with_the_same_fit(
     assert marker.exists()  # a worker did die
     assert result.exit_code == 0, result.output
     assert_same_fit(out, in_memory_fit(data, "cavi"))
+
+
+def test_a_missing_value_found_on_a_worker_is_a_clear_error(cluster, data, tmp_path):
+    """The reader's check runs where the chunk is read, on a worker; its ValueError still
+    reaches the user as one line and exit status 2."""
+    with_gap = data.copy()
+    with_gap[311, 1] = np.nan
+    store = tmp_path / "gap.zarr"
+    zarr.create_array(store, shape=data.shape, chunks=(90, 2), dtype="f8")[:] = with_gap
+    out = tmp_path / "gap-fit"
+    result = CliRunner().invoke(cli, ["fit", str(store), "--scheduler",
+                                      cluster.scheduler_address, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert ("1 missing or non-finite value(s) in rows 271 to 360; the first is in row 312, "
+            "column '1'. Remove or impute them first, or pass --dropna") in result.output
+    assert leftovers(tmp_path, {"gap.zarr"}) == []
