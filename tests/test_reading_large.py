@@ -6,18 +6,16 @@ asked."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+import zarr
+from dask.callbacks import Callback
 
-da = pytest.importorskip("dask.array")
-dd = pytest.importorskip("dask.dataframe")
-pd = pytest.importorskip("pandas")
-zarr = pytest.importorskip("zarr")
-pytest.importorskip("pyarrow")
+from gmmkit import reading
+from gmmkit.reading import is_lazy, read_data
 
-from dask.callbacks import Callback  # noqa: E402
-
-from gmmkit import reading  # noqa: E402
-from gmmkit.reading import is_lazy, read_data  # noqa: E402
+# The dask extra (dask, zarr, pyarrow) is installed by the test command: no importorskip,
+# so a missing dependency fails loudly rather than skipping these tests.
 
 
 class TaskCounter(Callback):
