@@ -16,7 +16,8 @@ import signal
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from functools import wraps
 from typing import Any
 
@@ -199,12 +200,17 @@ def check_options_apply(methods: list[str], values: dict[str, Any]) -> None:
 
 
 def read_table(data: str, columns: str | None, labels: str | None, dropna: bool,
-          standardize: bool) -> Any:
-    """Read DATA and say on stderr which columns are used (and what was left out)."""
+               standardize: bool, *, lazy: bool | None = False,
+               chunk_rows: int | None = None) -> Any:
+    """Read DATA and say on stderr which columns are used (and what was left out).
+
+    ``lazy`` and ``chunk_rows`` are :func:`gmmkit.reading.read_data`'s; by default
+    (``lazy=False``) every source, a Zarr store or Parquet files included, is read into
+    memory; ``gmmkit fit`` passes ``lazy=None`` to keep those as Dask arrays."""
     from gmmkit.reading import read_data
 
     table = read_data(data, columns=split_list(columns), standardize=standardize,
-                      dropna=dropna, labels=labels)
+                      dropna=dropna, labels=labels, lazy=lazy, chunk_rows=chunk_rows)
     for note in table.notes:
         click.echo(f"gmmkit: note: {note}", err=True)
     used = f"gmmkit: using column(s) {', '.join(table.names)} of {data} ({len(table.X)} rows"
@@ -212,6 +218,110 @@ def read_table(data: str, columns: str | None, labels: str | None, dropna: bool,
         used += f"; labels from {labels!r}"
     click.echo(used + ")", err=True)
     return table
+
+
+#: Running on Dask: ``gmmkit fit`` only (the closed-form methods stream Dask data).
+DASK_OPTIONS = [
+    click.option("--scheduler", type=str, default=None, metavar="ADDRESS",
+                 help="Run on an existing Dask cluster: its scheduler's address, e.g. "
+                      "tcp://10.0.0.5:8786. The data are read lazily, chunk by chunk."),
+    click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Run on a local Dask cluster of N worker processes, started for this "
+                      "run and closed after it (also on errors and Ctrl-C)."),
+    click.option("--chunk-rows", type=click.IntRange(min=1), default=None, metavar="ROWS",
+                 help="Read the data lazily with Dask in chunks of ROWS rows [default: the "
+                      "Zarr store's chunks, the Parquet row groups, about 128 MiB for .npy]."),
+]
+
+#: How long ``--scheduler`` waits for the scheduler to answer, in seconds.
+CONNECT_TIMEOUT_S = 10
+
+
+class RunFailed(click.ClickException):
+    """The computation failed outside gmmkit (a Dask worker died, the scheduler went
+    away): one line on stderr and exit code 1; nothing was saved."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"gmmkit: error: {self.format_message()}", err=True)
+
+
+@contextmanager
+def dask_cluster(
+    scheduler: str | None, workers: int | None, say: Callable[[str], None],
+) -> Iterator[Any]:
+    """The ``distributed.Client`` of ``--scheduler`` or ``--workers`` for the block (None
+    without them: Dask's local threaded scheduler, or NumPy for in-memory data).
+
+    A local cluster is closed when the block ends, however it ends; a worker that dies
+    for good, or a lost scheduler, becomes :class:`RunFailed` (exit 1) rather than a
+    traceback, after the caller's atomic output has been removed.
+    """
+    if scheduler is not None and workers is not None:
+        raise ValueError(
+            "--scheduler and --workers exclude each other: --scheduler runs on an existing "
+            "cluster, --workers starts a local one"
+        )
+    if scheduler is None and workers is None:
+        yield None
+        return
+    option = "--scheduler" if scheduler is not None else "--workers"
+    if scheduler is not None and not scheduler.strip():
+        raise ValueError("--scheduler must be a scheduler address such as "
+                         "tcp://host:8786, got an empty string")
+    try:
+        import logging
+
+        from distributed import Client, LocalCluster
+        from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
+    except ImportError:
+        raise ValueError(f"{option} needs Dask's distributed scheduler: "
+                         "pip install 'gmmkit[dask]'") from None
+    with ExitStack() as stack:
+        if workers is not None:
+            say(f"starting a local Dask cluster of {workers} worker process(es)")
+            # No dashboard: a fixed port would collide with another run's.
+            address = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.ERROR))
+        else:
+            address = scheduler.strip()
+        try:
+            client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT_S))
+        except (OSError, TimeoutError, ValueError) as err:
+            raise ValueError(
+                f"--scheduler: no Dask scheduler answered at {scheduler!r} within "
+                f"{CONNECT_TIMEOUT_S} s ({err})"
+            ) from None
+        n_workers = len(client.scheduler_info().get("workers", {}))
+        say(f"running on the Dask scheduler at {client.scheduler.address} "
+            f"({n_workers} worker(s))")
+        try:
+            yield client
+        except KilledWorker as err:
+            raise RunFailed(
+                f"a Dask worker died while computing ({err}); nothing was saved. A worker "
+                "usually dies of its memory limit: try a smaller --chunk-rows or more "
+                "memory per worker"
+            ) from None
+        except CommClosedError as err:
+            raise RunFailed(
+                f"lost the connection to the Dask cluster ({err}); nothing was saved"
+            ) from None
+
+
+def streams_dask(model: Any, method: str) -> bool:
+    """Whether ``method`` fits ``model`` on a Dask array chunk by chunk (one pass per
+    iteration) rather than needing its data in memory; the inference layer decides."""
+    from gmmkit.inference.chunked import chunked_backend
+
+    try:
+        chunked_backend(model, get_method(method))
+    except ValueError:
+        return False
+    return True
 
 
 def option_groups(*groups: list[Callable[..., Any]]) -> Callable[..., Any]:

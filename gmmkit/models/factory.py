@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gmmkit._validation import check_choice
+from gmmkit._validation import check_choice, is_lazy_array
 from gmmkit.models.bayesian import WEIGHT_PRIORS, BayesianGMM
 from gmmkit.models.mixture import GaussianMixture
 from gmmkit.models.protocol import Model
@@ -37,7 +37,8 @@ PRIOR_SD_RMS_FACTOR = 3.0
 def default_prior_sd(x: Any) -> float:
     """Prior sd of the univariate model's means: 3 x the data's root mean square (1 for
     data that are all zero)."""
-    x = np.asarray(x, dtype=float)
+    # A Dask array stays lazy: its mean square is one pass, not a copy in memory.
+    x = x.astype(float) if is_lazy_array(x) else np.asarray(x, dtype=float)
     return PRIOR_SD_RMS_FACTOR * float(np.sqrt(np.mean(x**2))) or 1.0
 
 
@@ -74,7 +75,7 @@ def build_model(
         raise ValueError(f"weight_prior {weight_prior!r} applies to the bayesian model only, "
                          f"got model {kind!r} (its weights have no prior)")
     if model_type is UnivariateGMM:
-        X = np.asarray(X, dtype=float)
+        X = X if is_lazy_array(X) else np.asarray(X, dtype=float)
         if X.ndim == 2 and X.shape[1] != 1:
             raise ValueError(
                 f"the univariate model needs one column, got {X.shape[1]}; choose one with "
