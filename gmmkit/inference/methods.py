@@ -131,6 +131,11 @@ def _svi(model, x, **kw):
     return fit_svi(model, x, **kw)
 
 
+#: SVI streams minibatches from a Dask array's chunks itself (``gmmkit.inference.svi``):
+#: the chunked driver hands it Dask input as is.
+_svi.takes_lazy_data = True
+
+
 def _em(model, x, **kw):
     from gmmkit.inference.em import fit_em
 
