@@ -160,6 +160,10 @@ def _fullrank_advi(model, x, **kw):
     return fit_advi(model, x, full_rank=True, **kw)
 
 
+#: ADVI refuses Dask input itself, with the reason and the alternatives.
+_meanfield_advi.takes_lazy_data = _fullrank_advi.takes_lazy_data = True
+
+
 def _nuts(model, x, **kw):
     from gmmkit.inference.pymc import fit_nuts
 
@@ -186,8 +190,14 @@ _CLOSED_FORM_OPTIONS = {"sample_weight": None}
 #: mean one-draw ELBO of the last window is at most ``convergence_tol`` standard errors (of
 #: the difference of the two window means) above that of the window before, i.e. the
 #: ELBO no longer rises by more than its Monte Carlo noise (``gmmkit.inference.pymc.advi``).
+#: ``batch_size``: None fits on all the data every step; an integer B in [1, N] makes it
+#: minibatch ADVI: B rows drawn uniformly with replacement every step (``pm.Minibatch``),
+#: the likelihood scaled by N/B (``total_size=N``), so each step's ELBO estimate is
+#: unbiased for the full data; the reported ELBO is still computed on all the data
+#: (``gmmkit.inference.pymc.minibatch``).
 _ADVI_OPTIONS = {
-    "n_iter": 20_000, "draws": 1000, "convergence_window": 1000, "convergence_tol": 1.0,
+    "batch_size": None, "n_iter": 20_000, "draws": 1000, "convergence_window": 1000,
+    "convergence_tol": 1.0,
     "ordered": True, "learning_rate": 0.01, "elbo_se_target": 0.05,
     "max_elbo_draws": 40_000,
 }
