@@ -7,9 +7,10 @@ Run:  .venv/bin/python benchmarks/bench_svi.py [--n 10000000] [--d 2] [--k 4]
 
 Data: N points from a K-component mixture in D dimensions (seeded; means ``--spacing``
 sd apart on a grid, unit covariances: overlapping at the default 2.5, so that batch VB
-needs many passes and k-means++ does not start within 0.1%), fitted with Bishop's Bayesian GMM (K components, default
-priors).  Batch VB (``cavi`` on a ``BayesianGMM``) runs to tol = 1e-8 relative; its final
-ELBO is the target.  Both methods start from the same seeded k-means++ state.
+needs many passes and k-means++ does not start within 0.1%), fitted with Bishop's
+Bayesian GMM (K components, default priors).  Batch VB (``cavi`` on a ``BayesianGMM``)
+runs to tol = 1e-8 nats per point or ``--max-iter`` iterations; its last ELBO is the
+target.  Both methods start from the same seeded k-means++ state.
 
 Printed per method: the full-data ELBO after each pass (VB: each iteration is one pass;
 SVI: each epoch is one pass of minibatches), the first pass whose ELBO is within 0.1%
