@@ -152,11 +152,12 @@ class _Univariate:
         for lo, hi in itertools.pairwise(bounds):
             yield data[lo:hi]
 
-    def statistics(self, batch, T: np.ndarray) -> tuple[np.ndarray, float]:
-        """(the minibatch's statistics (K, 2), its sum of logsumexp terms)."""
+    def statistics(self, batch, T: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """(the minibatch's statistics (K, 2), its sum of logsumexp terms, the bound of
+        q = T without its data term sum_i lse_i)."""
         m, s2 = self._means(T)
         n_k, s_k, lse_sum = cavi.assignment_statistics(self.model, batch, m, s2)
-        return np.stack([n_k, s_k], axis=1), lse_sum
+        return np.stack([n_k, s_k], axis=1), lse_sum, self.elbo_from_lse(T, 0.0)
 
     def elbo_from_lse(self, T: np.ndarray, lse_sum: float) -> float:
         """The bound of q(mu) = T with ``lse_sum`` standing for sum_i lse_i."""
@@ -211,16 +212,23 @@ class _Bishop:
         for lo, hi in itertools.pairwise(bounds):
             yield p._replace(X_t=X_t[:, lo:hi], phi=None if phi is None else phi[:, lo:hi])
 
-    def _coefficients(self, T: np.ndarray):
+    def _coefficients(self, T: np.ndarray, with_terms: bool = False):
+        """q's parameters at T and the E-step's coefficients (and, ``with_terms``, the
+        bound without its data term, from the same expectations)."""
         params = vb._m_step(self.prob, T)
         alpha, beta, m, W_inv_chol, nu = params
         ex = vb._expectations(alpha, nu, W_inv_chol)
-        return params, vb._log_rho_coefficients(beta, m, nu, ex, self.prob.iu)
+        coef = vb._log_rho_coefficients(beta, m, nu, ex, self.prob.iu)
+        if with_terms:
+            return params, coef, vb._parameter_terms(self.prob, alpha, beta, m, nu, ex)
+        return params, coef
 
-    def statistics(self, batch, T: np.ndarray) -> tuple[np.ndarray, float]:
-        """(the minibatch's statistics (K, p), its sum of logsumexp terms)."""
-        _, coef = self._coefficients(T)
-        return vb._e_step(batch, coef)
+    def statistics(self, batch, T: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """(the minibatch's statistics (K, p), its sum of logsumexp terms, the bound of
+        q = T without its data term: 10.73 + 10.74 - 10.76 - 10.77)."""
+        _, coef, terms = self._coefficients(T, with_terms=True)
+        stats, lse_sum = vb._e_step(batch, coef)
+        return stats, lse_sum, terms
 
     def elbo_from_lse(self, T: np.ndarray, lse_sum: float) -> float:
         """The bound (10.70-10.77) of q = T with ``lse_sum`` standing for sum_n lse_n."""
@@ -490,11 +498,12 @@ def _run(problem, *, init: str, rng: np.random.Generator, batch_size: int, n_epo
                                        itertools.pairwise(bounds), strict=True):
                 t += 1
                 rho = float(step_size(t, tau, kappa))
-                stats, lse_sum = problem.statistics(batch, T)
+                stats, lse_sum, rest = problem.statistics(batch, T)
                 scale = n / (hi - lo)
                 # The estimate along the way: the bound of the current q with the data
-                # term estimated from the minibatch (unbiased for a uniform minibatch).
-                estimate_sum += problem.elbo_from_lse(T, scale * lse_sum)
+                # term estimated from the minibatch (unbiased for a uniform minibatch);
+                # the bound is affine in that term, ``rest`` being the remainder.
+                estimate_sum += rest + scale * lse_sum
                 # Intermediate natural parameters: the minibatch replicated N/|B| times.
                 T = (1.0 - rho) * T + rho * (scale * stats)  # the natural-gradient step
             epoch_step_sizes.append(rho)

@@ -54,11 +54,34 @@ def test_bad_batch_sizes_refused(method, batch_size, message):
         gmmkit.fit(UNIVARIATE, _two_clusters_1d(), method, batch_size=batch_size)
 
 
-def test_dask_input_refused_with_the_reason():
+def test_large_dask_input_refused_with_the_reason(monkeypatch):
+    from gmmkit.inference.pymc import advi
+
     da = pytest.importorskip("dask.array")
-    x = da.from_array(_two_clusters_1d(), chunks=200)
-    with pytest.raises(ValueError, match=r"in-memory array for 'advi'.*Minibatch.*'svi'"):
+    x = da.from_array(_two_clusters_1d(), chunks=200)  # 600 float64: 4800 bytes
+    monkeypatch.setattr(advi, "MAX_DASK_BYTES", 4000)
+    with pytest.raises(ValueError, match=r"x must fit in memory for 'advi'.*Minibatch.*'svi'"):
         gmmkit.fit(UNIVARIATE, x, ADVI.name, batch_size=50)
+
+
+def test_small_dask_input_is_validated_like_numpy():
+    da = pytest.importorskip("dask.array")
+    x = _two_clusters_1d()
+    x[7] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        gmmkit.fit(UNIVARIATE, da.from_array(x, chunks=200), ADVI.name, batch_size=50)
+
+
+@pytest.mark.slow
+def test_small_dask_input_fits_as_numpy():
+    # Computed into memory, it is the NumPy fit, bit for bit.
+    da = pytest.importorskip("dask.array")
+    x = _two_clusters_1d(n_per=100)
+    kw = dict(seed=3, batch_size=20, n_iter=1000, draws=100)
+    mem = _fit(UNIVARIATE, x, ADVI.name, **kw)
+    lazy = _fit(UNIVARIATE, da.from_array(x, chunks=70), ADVI.name, **kw)
+    np.testing.assert_array_equal(lazy.elbo_trace, mem.elbo_trace)
+    assert lazy.elbo == mem.elbo
 
 
 @pytest.mark.slow

@@ -125,13 +125,7 @@ def fit_advi(
         ``ordered``, ``elbo_se_target``, ``max_elbo_draws``.
     """
     if is_lazy_array(x):
-        raise ValueError(
-            f"x must be an in-memory array for {method!r}, got a Dask array: PyMC's "
-            "Minibatch draws its rows by indexing an in-memory array, and q's final ELBO "
-            "and importance weights are evaluated on all the data; compute the array "
-            "(x.compute()) if it fits in memory, or fit Dask data by stochastic "
-            "variational inference (method 'svi'), which streams minibatches from the chunks"
-        )
+        x = _in_memory(model, x, method)
     batch_size = check_batch_size(options.pop("batch_size", None), int(x.shape[0]))
     with prepared(model, x, method, options, progress) as run:
         model = run.key.model
@@ -145,6 +139,29 @@ def fit_advi(
         result["diagnostics"]["batch_size"] = batch_size
     return make_fit(method, model, x, result, seed=seed, start_time=run.start_time,
                     graph_s=run.graph_s)
+
+
+#: The largest Dask array ADVI computes into memory (bytes, as float64): PyMC's Minibatch
+#: draws its rows by indexing an in-memory array, and q's final ELBO, responsibilities and
+#: importance weights are evaluated on all the data, so ADVI needs the data in memory.
+MAX_DASK_BYTES = 256 * 2**20
+
+
+def _in_memory(model, x, method: str) -> np.ndarray:
+    """A Dask array small enough (:data:`MAX_DASK_BYTES`) computed and validated as
+    :func:`gmmkit.fit` validates NumPy data; a ValueError with the reason otherwise."""
+    n_bytes = 8 * int(np.prod(x.shape))
+    if n_bytes > MAX_DASK_BYTES:
+        raise ValueError(
+            f"x must fit in memory for {method!r}: got a Dask array of {n_bytes / 2**20:.0f} "
+            f"MiB as float64, more than the {MAX_DASK_BYTES / 2**20:.0f} MiB ADVI computes "
+            "into memory (PyMC's Minibatch indexes an in-memory array, and q's final ELBO "
+            "and importance weights are evaluated on all the data); fit Dask data by "
+            "stochastic variational inference (method 'svi'), which streams minibatches "
+            "from the chunks"
+        )
+    return model.check_data(np.asarray(x.compute(), dtype=float),
+                            min_points=model.n_components)
 
 
 class _CompiledADVI:
