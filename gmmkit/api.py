@@ -50,8 +50,13 @@ def fit(
     ----------
     model : UnivariateGMM, BayesianGMM or GaussianMixture
         The model, declared once; ``gmmkit.api.methods_for(model)`` lists what applies.
-    x : array_like, shape (N,) or (N, D)
-        Data; validated (finite, right shape, at least K points).
+    x : array_like or dask.array.Array, shape (N,) or (N, D)
+        Data; validated (finite, right shape, at least K points).  The closed-form
+        methods ("cavi", "em", "kmeans") also take a Dask array with any row chunking,
+        for data larger than memory: each iteration is then one pass over the chunks on
+        the active Dask scheduler (threaded, or a ``distributed.Client``), shapes are
+        checked up front and values chunk by chunk, and ``Fit.responsibilities`` is a
+        lazy Dask array (:mod:`gmmkit.inference.chunked`; needs ``gmmkit[dask]``).
     method : str
         A name from the method table (:data:`gmmkit.inference.methods.METHODS`): "cavi"
         (closed-form CAVI / Bishop VB), "em", "kmeans", or a PyMC method: "advi",
@@ -82,7 +87,8 @@ def fit(
         The closed-form methods ("cavi", "em", "kmeans") take ``sample_weight``, an
         array of shape (N,) of non-negative frequency weights: every per-point term of
         the objective is multiplied by its weight, so integer weights give the fit of the
-        data with each row repeated that many times, and a zero weight drops the row.
+        data with each row repeated that many times, and a zero weight drops the row
+        (a Dask array too, with Dask data).
 
     Returns
     -------

@@ -13,6 +13,10 @@ L = sum_i logsumexp_k(logits_ik) are fused in blocks of points laid out as (K, b
 so that the max/exp/sum run over contiguous memory and stay in cache; the (N, K)
 responsibilities are only formed once, at the end.  No loop visits single points.
 
+The fused pass is :func:`assignment_statistics`, a pure function of a chunk of points
+and the small state: :mod:`gmmkit.inference.chunked` runs it on every chunk of a Dask
+array and adds the results, with the same updates and bound as here.
+
 Frequency weights (``sample_weight`` w_i): every per-point term of the ELBO is multiplied
 by w_i, so N_k = sum_i w_i phi_ik, S_k = sum_i w_i phi_ik x_i, L = sum_i w_i lse_i and
 N becomes sum_i w_i; the phi-update of each point is unchanged.  Integer weights give

@@ -93,24 +93,34 @@ SPLIT_EVERY = 8
 class ChunkedData(NamedTuple):
     """Validated lazy data: the arrays and their row blocks as ``dask.delayed`` objects."""
 
-    x: Any  # dask array, float64, (N,) or (N, D)
+    x: Any  # dask array, float64, (N,) or (N, D) (persisted on the cluster, if it fits)
     w: Any  # dask array (N,) with x's row chunks, or None
     blocks: tuple  # Delayed row blocks of x
     w_blocks: tuple  # Delayed row blocks of w (None entries when unweighted)
     offsets: tuple[int, ...]  # first global row of every block
     n_rows: int
+    # The validated arrays as the user's graph builds them, never persisted: what the Fit
+    # keeps, so it stays valid (and picklable) after the cluster is gone.
+    source_x: Any = None
+    source_w: Any = None
 
 
 def _client():
-    """The default ``distributed.Client``, or None (no distributed, or none active)."""
+    """The ``distributed.Client`` that ``dask.compute`` will use, or None (the threaded
+    scheduler, or another one chosen with ``dask.config.set(scheduler=...)``)."""
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - distributed is part of the dask extra
         return None
     try:
-        return default_client()
+        client = default_client()
     except ValueError:
         return None
+    from dask.base import get_scheduler
+
+    # A client may exist while the computation is sent elsewhere: persisting on it would
+    # leave the other scheduler without the data.
+    return client if getattr(get_scheduler(), "__self__", None) is client else None
 
 
 def _persist_if_it_fits(arrays: list) -> list:
@@ -122,7 +132,10 @@ def _persist_if_it_fits(arrays: list) -> list:
     size = sum(a.nbytes for a in arrays if a is not None)
     if memory <= 0 or size > PERSIST_FRACTION * memory:
         return arrays  # streamed from storage every pass
+    from distributed import wait
+
     persisted = client.persist([a for a in arrays if a is not None])
+    wait(persisted)  # loaded once, before the first pass
     out, i = [], 0
     for a in arrays:
         if a is None:
@@ -151,15 +164,19 @@ def prepare(x: Any, sample_weight: Any, *, name: str, univariate: bool, min_poin
         w = check_lazy_sample_weight(w, x.shape[0])
         if w.chunks[0] != x.chunks[0]:
             w = w.rechunk((x.chunks[0],))
+    source_x, source_w = x, w
     x, w = _persist_if_it_fits([x, w])
     sizes = x.chunks[0]
     offsets = np.cumsum((0, *sizes[:-1]))
     keep = [i for i, size in enumerate(sizes) if size > 0]  # empty chunks add nothing
+    # Optimised once here (the reading, casting and slicing of a block fuse into one
+    # task), not again at every pass.
     x_blocks = x.to_delayed().ravel()
     w_blocks = w.to_delayed().ravel() if w is not None else [None] * len(sizes)
     return ChunkedData(x, w, tuple(x_blocks[i] for i in keep),
                        tuple(w_blocks[i] for i in keep),
-                       tuple(int(offsets[i]) for i in keep), int(x.shape[0]))
+                       tuple(int(offsets[i]) for i in keep), int(x.shape[0]),
+                       source_x, source_w)
 
 
 # ----------------------------------------------------------------------------- passes
@@ -220,9 +237,7 @@ def _moments_chunk(x, w, offset, name):
             f"{name} must be finite, but the chunk of {_rows(offset, n)} holds "
             f"{int(bad.sum())} NaN/inf value(s); the first is in row {offset + first}"
         )
-    if w is None:
-        w = np.ones(n)
-    else:
+    if w is not None:
         bad_w = ~np.isfinite(w) | (w < 0)
         if bad_w.any():
             first = int(np.flatnonzero(bad_w)[0])
@@ -230,14 +245,22 @@ def _moments_chunk(x, w, offset, name):
                 f"sample_weight must be finite and non-negative, got {w[first]} at index "
                 f"{offset + first} (chunk of {_rows(offset, n)})"
             )
-    total = float(w.sum())
-    mean = (w @ x) / total if total > 0 else np.zeros(d)
+    # A few chunk-sized temporaries at most: the chunks may be large.
+    total = float(n if w is None else w.sum())
+    if total > 0:
+        mean = (x.sum(axis=0) if w is None else w @ x) / total
+    else:
+        mean = np.zeros(d)
     diff = x - mean
-    counted = x[w > 0]
+    scatter = diff.T @ diff if w is None else (w * diff.T) @ diff
+    counted = x if w is None else x[w > 0]
     top = float(np.max(np.abs(x), initial=0.0))
-    log_sum_sq = (2.0 * np.log(top) + np.log(np.sum((x / top) ** 2))) if top > 0 else -np.inf
+    log_sum_sq = -np.inf
+    if top > 0:
+        np.divide(x, top, out=diff)
+        log_sum_sq = 2.0 * np.log(top) + np.log(np.einsum("nd,nd->", diff, diff))
     return _Moments(
-        n, total, int(np.count_nonzero(w > 0)), mean, (w * diff.T) @ diff,
+        n, total, n if w is None else int(np.count_nonzero(w > 0)), mean, scatter,
         np.min(counted, axis=0, initial=np.inf), np.max(counted, axis=0, initial=-np.inf),
         float(log_sum_sq),
     )
@@ -335,7 +358,9 @@ def _(model: UnivariateGMM, method: Method):
 def _(model: BayesianGMM, method: Method):
     if method is not CAVI:
         return chunked_backend.dispatch(object)(model, method)
-    return fit_vb
+    # Another covariance family's VB plugs in here with its own module (same interface
+    # as gmmkit.inference.vb, see fit_vb_family).
+    return functools.partial(fit_vb_family, vb)
 
 
 @chunked_backend.register
@@ -384,24 +409,46 @@ def fit_cavi(model: UnivariateGMM, x: Any, *, seed: int, n_init: int, init: str,
     )
     posterior = cavi.GaussianMeansPosterior(model, run.state.m, run.state.s2)
     return fit_from_run(
-        run, method=method, model=model, data=data.x, posterior=posterior,
-        responsibilities=lazy_responsibilities(data.x, posterior), seed=seed,
-        sample_weight=data.w, diagnostics={"chunks": len(data.blocks)},
+        run, method=method, model=model, data=data.source_x, posterior=posterior,
+        responsibilities=lazy_responsibilities(data.source_x, posterior), seed=seed,
+        sample_weight=data.source_w, diagnostics={"chunks": len(data.blocks)},
     )
 
 
 # ----------------------------------------------------------------------------- VB
-def _vb_chunk(x, w, offset, centre, coef, iu):
-    return vb.chunk_statistics(np.ascontiguousarray((x - centre).T), w, coef, iu)
+def _centred_columns(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(x - centre)^T as a C-contiguous (D, n) array, in one pass and one allocation
+    (the same values as the in-memory ``np.ascontiguousarray((X - centre).T)``)."""
+    return np.subtract(x.T, centre[:, None], out=np.empty((x.shape[1], x.shape[0])))
 
 
-def _vb_hard_chunk(x, w, offset, centre, seeds, iu, n_features):
-    return vb.hard_statistics(np.ascontiguousarray((x - centre).T), w, seeds, iu, n_features)
+def _vb_chunk(x, w, offset, statistics, centre, coef, iu):
+    return statistics(_centred_columns(x, centre), w, coef, iu)
 
 
-def fit_vb(model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str, tol: float,
-           max_iter: int, progress: bool, method: str, sample_weight: Any = None) -> Fit:
-    """Bishop's VB (:mod:`gmmkit.inference.vb`) on a Dask array of shape (N, D)."""
+def _vb_hard_chunk(x, w, offset, hard_statistics, centre, seeds, iu, n_features):
+    return hard_statistics(_centred_columns(x, centre), w, seeds, iu, n_features)
+
+
+def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str,
+                  tol: float, max_iter: int, progress: bool, method: str,
+                  sample_weight: Any = None) -> Fit:
+    """Bishop's VB on a Dask array of shape (N, D), for the covariance family whose
+    in-memory VB is the module ``family`` (:mod:`gmmkit.inference.vb` for full).
+
+    The per-chunk-statistics interface a family module provides (its in-memory fit uses
+    the same functions on all the data at once):
+
+    * ``problem_from_centre(model, centre)`` -> ``prob``: the data-free constants (priors
+      in centred coordinates, ``prob.centre``, ``prob.iu``, ``prob.n_features``);
+    * ``hard_statistics(X_t, w, seeds, iu, n_features)`` -> (K, p) statistics of the
+      nearest-seed assignment of one chunk of centred points ``X_t`` (D, n);
+    * ``m_step(prob, stats)`` -> the variational parameters (a tuple);
+    * ``e_step_coefficients(prob, *params)`` -> what ``chunk_statistics`` needs;
+    * ``chunk_statistics(X_t, w, coef, iu)`` -> ((K, p) statistics, lse_sum) of a chunk;
+    * ``VBState(*params, stats, lse_sum)``, ``elbo(prob, state)``, and
+      ``BishopPosterior(model, centre, *params)``.
+    """
     from threadpoolctl import threadpool_limits
 
     min_points = max(model.n_components, model.min_points)
@@ -411,33 +458,34 @@ def fit_vb(model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str, tol
     # The sample covariance with ddof 1 in the total weight, as BayesianGMM.resolve.
     model = model.resolve_from_moments(moments.mean, moments.scatter / (moments.weight - 1.0),
                                        data.n_rows)
-    prob = vb.problem_from_centre(model, moments.mean)
+    prob = family.problem_from_centre(model, moments.mean)
 
     def state_at(params):
-        coef = vb.e_step_coefficients(prob, *params)
-        stats, lse_sum = run_pass(data, _vb_chunk, prob.centre, coef, prob.iu)
-        return vb.VBState(*params, stats, lse_sum)
+        coef = family.e_step_coefficients(prob, *params)
+        stats, lse_sum = run_pass(data, _vb_chunk, family.chunk_statistics, prob.centre, coef,
+                                   prob.iu)
+        return family.VBState(*params, stats, lse_sum)
 
     def init_state(rng):
         xs, ws = _sample(data, rng)
         seeds = initial_means(xs - prob.centre, model.n_components, init, rng, ws)
-        stats = run_pass(data, _vb_hard_chunk, prob.centre, seeds, prob.iu, prob.n_features)
-        return state_at(vb.m_step(prob, stats))
+        stats = run_pass(data, _vb_hard_chunk, family.hard_statistics, prob.centre, seeds,
+                         prob.iu, prob.n_features)
+        return state_at(family.m_step(prob, stats))
 
     # One BLAS thread, as in memory (fit_vb): the blocked GEMMs are too small to share.
     with threadpool_limits(limits=1, user_api="blas"):
         run = coordinate_ascent(
-            init=init_state, step=lambda s: state_at(vb.m_step(prob, s.stats)),
-            objective=functools.partial(vb.elbo, prob), rng=np.random.default_rng(seed),
+            init=init_state, step=lambda s: state_at(family.m_step(prob, s.stats)),
+            objective=functools.partial(family.elbo, prob), rng=np.random.default_rng(seed),
             n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label="VB",
         )
-    state = run.state
-    posterior = vb.BishopPosterior(model, prob.centre, state.alpha, state.beta, state.m,
-                                   state.W_inv_chol, state.nu)
+    params = run.state[: -2]  # the state is (*params, stats, lse_sum)
+    posterior = family.BishopPosterior(model, prob.centre, *params)
     return fit_from_run(
-        run, method=method, model=model, data=data.x, posterior=posterior,
-        responsibilities=lazy_responsibilities(data.x, posterior), seed=seed,
-        sample_weight=data.w, diagnostics={"chunks": len(data.blocks)},
+        run, method=method, model=model, data=data.source_x, posterior=posterior,
+        responsibilities=lazy_responsibilities(data.source_x, posterior), seed=seed,
+        sample_weight=data.source_w, diagnostics={"chunks": len(data.blocks)},
     )
 
 
@@ -564,7 +612,7 @@ def fit_em(model: GaussianMixture, x: Any, *, hard: bool, seed: int, n_init: int
         progress=progress, label="k-means GMM" if hard else "EM",
         monitor=lambda s: {"elbo": s.elbo, "log_likelihood": s.log_likelihood},
     )
-    fit = em.make_fit(method, model, data.x, centre, run, seed, hard=hard,
-                      sample_weight=data.w,
-                      responsibilities=functools.partial(lazy_responsibilities, data.x))
+    fit = em.make_fit(method, model, data.source_x, centre, run, seed, hard=hard,
+                      sample_weight=data.source_w,
+                      responsibilities=functools.partial(lazy_responsibilities, data.source_x))
     return replace(fit, diagnostics={**fit.diagnostics, "chunks": len(data.blocks)})

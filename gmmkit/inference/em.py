@@ -81,6 +81,14 @@ scale of the weights, the objective scales with it.  One difference remains: re-
 an emptied cluster moves a whole weighted point (a point alone in its cluster is never
 moved), where repeated rows could move one copy.
 
+**Chunked data** (Dask arrays, :mod:`gmmkit.inference.chunked`): one pass per iteration
+over the chunks with :func:`chunk_statistics` (sufficient statistics shifted by the current
+means), :func:`m_step_from_statistics` and :func:`elbo_from_statistics`, which give the
+same estimators and bounds as the in-memory M-step and ELBO to rounding (see the comment
+above :class:`ChunkStatistics`); emptied clusters are re-seeded as here, with one pass
+per cluster to find the farthest point (:func:`reseed_candidate`).  The in-memory path
+keeps its (N, K) arrays and two-pass M-step unchanged.
+
 **Singular covariances**: when a covariance is not positive definite, or its Cholesky
 pivots fall below the rounding level of its diagonal (a component on a line, or a single
 point with ``reg_covar = 0``), the restart stops with :class:`RestartFailed` naming the

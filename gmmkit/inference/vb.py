@@ -21,6 +21,10 @@ Implementation notes (why it is fast and stable):
   r = softmax(log rho), to sum_n logsumexp_k log rho_nk, which the E-step accumulates;
   the rest of the bound depends only on (alpha, beta, m, W, nu).  The (N, K)
   responsibilities are formed once, at the end.
+* That pass is :func:`chunk_statistics` (and :func:`hard_statistics` for the initial
+  assignment): a pure function of one chunk of points and the small state.  The
+  in-memory fit calls it on all the points; :mod:`gmmkit.inference.chunked` calls it on
+  every chunk of a Dask array and adds the results, so both run the same arithmetic.
 * Every update is in "raw moment" form (10.62 rewritten as W_k^-1 = W0^-1 + sum r x x^T +
   beta0 m0 m0^T - beta_k m_k m_k^T), so an empty component (N_k -> 0) falls back exactly
   to the prior instead of dividing 0 by 0.
@@ -55,10 +59,16 @@ from gmmkit.result import Fit
 __all__ = [
     "BishopPosterior",
     "VBState",
+    "chunk_statistics",
+    "e_step_coefficients",
     "elbo",
     "elbo_at",
     "fit_vb",
+    "hard_statistics",
     "init_state",
+    "m_step",
+    "problem_from_centre",
+    "state_from_statistics",
     "step",
 ]
 

@@ -299,8 +299,8 @@ class BayesianGMM:
 
     def resolve_from_moments(self, mean: Any, covariance: Any, n_points: int) -> BayesianGMM:
         """:meth:`resolve` from the data's (weighted) mean (D,) and sample covariance
-        (D, D) (ddof 1 in the total weight) of ``n_points`` rows, for data too large to
-        hold in memory (computed in one pass by :mod:`gmmkit.inference.chunked`)."""
+        (D, D) (ddof 1 in the total weight) of ``n_points`` rows: for data too large to
+        hold in memory, whose moments are computed in one pass over their chunks."""
         mean = np.asarray(mean, dtype=float)
         cov = np.atleast_2d(np.asarray(covariance, dtype=float))
         return self._resolve(mean.shape[0], lambda: mean,

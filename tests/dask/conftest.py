@@ -12,7 +12,7 @@ from distributed import Client, LocalCluster
 @pytest.fixture(scope="session")
 def local_cluster():
     with LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                      dashboard_address=None, memory_limit="1GiB") as cluster:
+                      dashboard_address=":0", memory_limit="1GiB") as cluster:
         yield cluster
 
 

@@ -18,6 +18,10 @@ from gmmkit.inference.methods import CAVI, EM, KMEANS
 RTOL = 1e-10
 FAMILIES = ("full", "diag", "spherical", "tied")
 ROW_CHUNKS = (700, 1000, 13, 587)  # N = 2300, uneven on purpose
+#: Not 0: a fit that reaches a fixed point changes by exactly 0 in one path and by
+#: rounding (~1e-12) in the other, so tol = 0 would stop them at different iterations;
+#: 1e-9 nats stops both at the same one (unless a change falls within 1e-12 of 1e-9).
+TOL = 1e-9
 
 
 N_ROWS = sum(ROW_CHUNKS)
@@ -70,17 +74,17 @@ def test_dask_fit_equals_in_memory_fit(scheduler, label, model, method, univaria
     X = _data()
     x = X[:, 0] - 100.0 if univariate else X  # CAVI's prior is not translation invariant
     chunks = (ROW_CHUNKS,) if univariate else (ROW_CHUNKS, (1, 2))  # columns split too
-    # tol: k-means stops exactly (an unchanged assignment); 0 runs max_iter otherwise.
-    options = {"seed": 4, "max_iter": 8, "tol": 1e-9 if method == KMEANS.name else 0.0}
+    options = {"seed": 4, "max_iter": 8, "tol": TOL}
     eager = gmmkit.fit(model, x, method, **options)
     lazy = gmmkit.fit(model, da.from_array(x, chunks=chunks), method, **options)
+    assert eager.n_iter >= 3  # several passes compared, not just the initial state
     assert_same_fit(lazy, eager)
 
 
 @pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
 def test_restarts_pick_the_same_restart(threaded):
     X = _data(seed=2)
-    options = {"seed": 11, "n_init": 3, "max_iter": 6, "tol": 0.0}
+    options = {"seed": 11, "n_init": 3, "max_iter": 6, "tol": TOL}
     eager = gmmkit.fit(GaussianMixture(4), X, EM.name, **options)
     lazy = gmmkit.fit(GaussianMixture(4), da.from_array(X, chunks=(ROW_CHUNKS, 3)),
                       EM.name, **options)
@@ -96,7 +100,7 @@ def test_emptied_clusters_are_reseeded_as_in_memory(threaded):
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(size=(300, 2)), rng.normal(size=(200, 2)) + 6.0])
     means0 = np.array([[0.0, 0.0], [6.0, 6.0], [50.0, 50.0], [-40.0, 0.0]])
-    options = {"seed": 1, "n_init": 1, "init": means0, "tol": 1e-9, "max_iter": 5,
+    options = {"seed": 1, "n_init": 1, "init": means0, "tol": TOL, "max_iter": 5,
                "progress": False, "method": KMEANS.name, "sample_weight": None}
     eager = em.fit_kmeans(GaussianMixture(4), X, **options)
     lazy = chunked.fit_em(GaussianMixture(4), da.from_array(X, chunks=((100, 250, 150), 2)),
@@ -119,3 +123,40 @@ def test_translation_invariance_on_dask(threaded):
     np.testing.assert_allclose(fits[1].log_likelihood_trace[:n],
                                fits[0].log_likelihood_trace[:n], rtol=1e-8)
     np.testing.assert_allclose(fits[1].means - 1e6, fits[0].means, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
+def test_large_data_seed_on_a_seeded_sample(threaded, monkeypatch):
+    """Above SAMPLE_ROWS rows, k-means++ seeds on a uniform sample drawn by the seed: the
+    same seed gives the same bits, and the initial state differs from the all-rows one."""
+    from gmmkit.inference import chunked
+
+    X = _data(seed=5)
+    lazy = da.from_array(X, chunks=(ROW_CHUNKS, 3))
+    options = {"seed": 8, "max_iter": 4, "tol": 0.0}
+    all_rows = gmmkit.fit(GaussianMixture(4), lazy, EM.name, **options)
+    monkeypatch.setattr(chunked, "SAMPLE_ROWS", 500)
+    first = gmmkit.fit(GaussianMixture(4), lazy, EM.name, **options)
+    again = gmmkit.fit(GaussianMixture(4), lazy, EM.name, **options)
+    np.testing.assert_array_equal(first.elbo_trace, again.elbo_trace)
+    np.testing.assert_array_equal(first.means, again.means)
+    assert first.elbo_trace[0] != all_rows.elbo_trace[0]
+
+
+@pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
+def test_progress_bar_runs_per_pass(threaded):
+    X = _data()
+    fit = gmmkit.fit(GaussianMixture(2), da.from_array(X, chunks=(ROW_CHUNKS, 3)), EM.name,
+                     seed=0, progress=True, tol=0.0, max_iter=5)
+    assert fit.n_iter == len(fit.elbo_trace) - 1 >= 1  # one bar update per pass
+
+
+@pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
+def test_float32_zarr_on_disk_sliced_equals_in_memory(threaded, tmp_path):
+    """A Zarr store read lazily (float32, cast per chunk; a slice that cuts its chunks)."""
+    X = _data(seed=6).astype(np.float32)
+    da.from_array(X, chunks=(1100, 3)).to_zarr(str(tmp_path / "x.zarr"))
+    lazy = da.from_zarr(str(tmp_path / "x.zarr"))[100:2200]
+    options = {"seed": 2, "max_iter": 5, "tol": TOL}
+    eager = gmmkit.fit(GaussianMixture(3), X[100:2200].astype(float), EM.name, **options)
+    assert_same_fit(gmmkit.fit(GaussianMixture(3), lazy, EM.name, **options), eager)

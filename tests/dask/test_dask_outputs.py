@@ -141,3 +141,10 @@ def test_a_failed_save_leaves_no_output_directory(threaded, tmp_path):
     with pytest.raises(OSError, match="storage went away"):
         fit.save(tmp_path / "fit")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_chunk_sizes_are_refused_with_the_remedy(threaded):
+    X = da.from_array(_X(), chunks=(500, 2))
+    filtered = X[X[:, 0] > 0]  # a boolean mask: row counts unknown until computed
+    with pytest.raises(ValueError, match=r"known chunk sizes.*compute_chunk_sizes"):
+        gmmkit.fit(GaussianMixture(3), filtered, EM.name)
