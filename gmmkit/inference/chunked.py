@@ -337,6 +337,9 @@ def _responsibilities_block(block: np.ndarray, posterior: Any) -> np.ndarray:
 @singledispatch
 def chunked_backend(model: Any, method: Method):
     """The chunked backend that fits ``model`` by ``method`` on a Dask array."""
+    backend = method.backend(model)
+    if getattr(backend, "takes_lazy_data", False):  # e.g. SVI: it streams the chunks itself
+        return backend
     raise ValueError(
         f"method {method.name!r} does not take a Dask array for {type(model).__name__}; "
         f"Dask input works with the closed-form methods {CAVI.name!r}, {EM.name!r} and "

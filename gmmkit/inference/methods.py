@@ -131,6 +131,11 @@ def _svi(model, x, **kw):
     return fit_svi(model, x, **kw)
 
 
+#: SVI streams minibatches from a Dask array's chunks itself (``gmmkit.inference.svi``):
+#: the chunked driver hands it Dask input as is.
+_svi.takes_lazy_data = True
+
+
 def _em(model, x, **kw):
     from gmmkit.inference.em import fit_em
 
@@ -153,6 +158,10 @@ def _fullrank_advi(model, x, **kw):
     from gmmkit.inference.pymc import fit_advi
 
     return fit_advi(model, x, full_rank=True, **kw)
+
+
+#: ADVI refuses Dask input itself, with the reason and the alternatives.
+_meanfield_advi.takes_lazy_data = _fullrank_advi.takes_lazy_data = True
 
 
 def _nuts(model, x, **kw):
@@ -181,8 +190,14 @@ _CLOSED_FORM_OPTIONS = {"sample_weight": None}
 #: mean one-draw ELBO of the last window is at most ``convergence_tol`` standard errors (of
 #: the difference of the two window means) above that of the window before, i.e. the
 #: ELBO no longer rises by more than its Monte Carlo noise (``gmmkit.inference.pymc.advi``).
+#: ``batch_size``: None fits on all the data every step; an integer B in [1, N] makes it
+#: minibatch ADVI: B rows drawn uniformly with replacement every step (``pm.Minibatch``),
+#: the likelihood scaled by N/B (``total_size=N``), so each step's ELBO estimate is
+#: unbiased for the full data; the reported ELBO is still computed on all the data
+#: (``gmmkit.inference.pymc.minibatch``).
 _ADVI_OPTIONS = {
-    "n_iter": 20_000, "draws": 1000, "convergence_window": 1000, "convergence_tol": 1.0,
+    "batch_size": None, "n_iter": 20_000, "draws": 1000, "convergence_window": 1000,
+    "convergence_tol": 1.0,
     "ordered": True, "learning_rate": 0.01, "elbo_se_target": 0.05,
     "max_elbo_draws": 40_000,
 }
