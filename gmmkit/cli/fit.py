@@ -129,7 +129,7 @@ def fit(
                 streaming = [m for m in METHODS if streams_dask(model, m)]
                 raise ValueError(
                     f"--scheduler, --workers and --chunk-rows apply to the methods that "
-                    f"stream Dask data ({', '.join(streaming)}) for --model {model_name}; "
+                    f"take Dask data ({', '.join(streaming)}) for --model {model_name}; "
                     f"method {method!r} needs its data in memory"
                 )
             say(f"reading {data} into memory (method {method} needs its data in memory)")
