@@ -158,7 +158,8 @@ def test_a_method_that_needs_memory_refuses_dask_options(cluster, zarr_store, tm
                                       "--scheduler", cluster.scheduler_address,
                                       "--out", str(out)])
     assert result.exit_code == 2
-    assert ("apply to the methods that take Dask data (cavi, svi, advi, fullrank_advi) for --model bayesian; "
+    assert ("apply to the methods that take Dask data (cavi, svi, advi, fullrank_advi) for "
+            "--model bayesian; "
             "method 'nuts' needs its data in memory") in result.output
     assert not out.exists()
 
