@@ -23,9 +23,10 @@ spherical: one group of all D dimensions).  The optimal factors, derived as PRML
 
 W_k^-1 is in "raw moment" form, so an empty component (N_k -> 0) falls back exactly to the
 prior.  As in :mod:`gmmkit.inference.vb`, ln rho_nk is affine in the features
-phi(x) = [1, x, x^2] (p = 1 + 2D), so the E-step is one GEMM per block of points and the
-statistics (N_k, s1, s2) are a second; sum_n logsumexp_k ln rho_nk, accumulated there, is
-the bound's data part E[ln p(X | z, mu, lambda)] + E[ln p(z | pi)] - E[ln q(z)].
+phi(x) = [1, x, x^2] (p = 1 + 2D; for spherical [1, x, |x|^2], p = D + 2), so the E-step
+is one GEMM per block of points and the statistics (N_k, s1, s2) are a second;
+sum_n logsumexp_k ln rho_nk, accumulated there, is the bound's data part
+E[ln p(X | z, mu, lambda)] + E[ln p(z | pi)] - E[ln q(z)].
 
 The bound (every constant; a = nu/2, b = 1/(2W), a0 = nu0/2, b0 = 1/(2 W0), per
 component k and group g, E[lambda] = a/b):
@@ -170,14 +171,18 @@ class _Problem(NamedTuple):
     w: np.ndarray | None  # (N,) frequency weights
 
 
-def _features(xb_t: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """phi(x) = [1, x, x^2] for points as columns, (D, B) -> (1 + 2D, B)."""
+def _features(xb_t: np.ndarray, spherical: bool) -> np.ndarray:
+    """phi(x) for points as columns, (D, B) -> (p, B): [1, x, x^2] (p = 1 + 2D) for diag,
+    [1, x, |x|^2] (p = D + 2) for spherical, whose isotropic precision needs only the
+    squared norm (half the work of diag per iteration)."""
     d, b = xb_t.shape
-    if out is None:
-        out = np.empty((1 + 2 * d, b))
+    out = np.empty((2 + d if spherical else 1 + 2 * d, b))
     out[0] = 1.0
     out[1 : 1 + d] = xb_t
-    np.multiply(xb_t, xb_t, out=out[1 + d :])
+    if spherical:
+        np.einsum("db,db->b", xb_t, xb_t, out=out[1 + d])
+    else:
+        np.multiply(xb_t, xb_t, out=out[1 + d :])
     return out
 
 
@@ -185,8 +190,9 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
     centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
     n, d = X.shape
     X_t = np.ascontiguousarray((X - centre).T)
-    phi = _features(X_t) if 8 * (1 + 2 * d) * n <= _KEEP_FEATURES_BYTES else None
     spherical = model.covariance_prior.spherical
+    n_features = 2 + d if spherical else 1 + 2 * d
+    phi = _features(X_t, spherical) if 8 * n_features * n <= _KEEP_FEATURES_BYTES else None
     return _Problem(
         X_t=X_t, centre=centre, weights=model.weight_distribution, beta0=float(model.beta0),
         m0=np.asarray(model.m0, dtype=float) - centre,
@@ -198,7 +204,7 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
 def _feature_source(prob: _Problem) -> Callable[[int, int], np.ndarray]:
     if prob.phi is not None:
         return lambda start, stop: prob.phi[:, start:stop]
-    return lambda start, stop: _features(prob.X_t[:, start:stop])
+    return lambda start, stop: _features(prob.X_t[:, start:stop], prob.spherical)
 
 
 def _group_sum(a: np.ndarray, spherical: bool) -> np.ndarray:
@@ -215,7 +221,7 @@ class NormalGammaVBState(NamedTuple):
     m: np.ndarray  # (K, D), centred
     W: np.ndarray  # (K, G)
     nu: np.ndarray  # (K,)
-    stats: np.ndarray  # (K, 1 + 2D): N_k, sum r x, sum r x^2
+    stats: np.ndarray  # (K, 1 + D + G): N_k, sum r x, sum r x^2 summed within groups
     lse_sum: float
 
 
@@ -233,7 +239,8 @@ def _log_rho_coefficients(q_weights: WeightsQ, beta, m, W, nu, spherical) -> np.
     pm = prec * m
     const = (q_weights.expected_log_weights + 0.5 * sum_log - 0.5 * d * LOG_2PI
              - 0.5 * d / beta - 0.5 * np.einsum("kd,kd->k", pm, m))
-    return np.ascontiguousarray(np.concatenate([const[:, None], pm, -0.5 * prec], axis=1).T)
+    # The quadratic term per feature x_d^2 (diag) or per |x|^2 (spherical): (K, G).
+    return np.ascontiguousarray(np.concatenate([const[:, None], pm, -0.5 * e_lam], axis=1).T)
 
 
 def _m_step(prob: _Problem, stats: np.ndarray):
@@ -243,8 +250,8 @@ def _m_step(prob: _Problem, stats: np.ndarray):
     beta = prob.beta0 + n_k  # 10.60
     m = (prob.beta0 * prob.m0 + s1) / beta[:, None]  # 10.61
     # 10.62 per dimension in raw-moment form: finite as N_k -> 0 (no xbar = s1 / N_k).
-    t = s2 + prob.beta0 * prob.m0**2 - beta[:, None] * m**2
-    W_inv = 1.0 / prob.W0 + _group_sum(t, prob.spherical)
+    t = s2 + _group_sum(prob.beta0 * prob.m0**2 - beta[:, None] * m**2, prob.spherical)
+    W_inv = 1.0 / prob.W0 + t
     if not np.all(W_inv > 0):
         raise RestartFailed("a W_k^-1 lost positivity to rounding; rescale the data or use "
                             "a smaller W0")
@@ -265,7 +272,7 @@ def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Gene
     X_t = prob.X_t
     n = X_t.shape[1]
     centres = initial_means(np.ascontiguousarray(X_t.T), n_components, init, rng, prob.w)
-    p = 1 + 2 * X_t.shape[0]
+    p = X_t.shape[0] + 1 + prob.W0.shape[0]
     stats = np.zeros((p, n_components))
     block = min(block_size(n_components, p), n)
     sq_centres = np.einsum("kd,kd->k", centres, centres)
@@ -387,7 +394,7 @@ class NormalGammaPosterior:
         xc = np.asarray(x, dtype=float) - self._centre
         coef = _log_rho_coefficients(self.q_weights, self.beta, self._m_centred, self._W,
                                      self.nu, self._spherical)
-        log_rho = (coef.T @ _features(np.ascontiguousarray(xc.T))).T
+        log_rho = (coef.T @ _features(np.ascontiguousarray(xc.T), self._spherical)).T
         return log_rho - logsumexp(log_rho, axis=1, keepdims=True)
 
     def log_predictive(self, x: np.ndarray) -> np.ndarray:
