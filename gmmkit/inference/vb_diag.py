@@ -71,8 +71,6 @@ __all__ = [
 ]
 
 _LOG_2 = np.log(2.0)
-#: Keep the (p, N) features of every point while they take at most this many bytes.
-_KEEP_FEATURES_BYTES = 256 * 2**20
 
 
 # ----------------------------------------------------------------------------- shared
@@ -167,16 +165,21 @@ class _Problem(NamedTuple):
     W0: np.ndarray  # (G,)  G = D (diag) or 1 (spherical)
     nu0: float
     spherical: bool
-    phi: np.ndarray | None  # (p, N) = [1, x, x^2], kept when small enough
     w: np.ndarray | None  # (N,) frequency weights
 
 
-def _features(xb_t: np.ndarray, spherical: bool) -> np.ndarray:
+def _n_features(d: int, spherical: bool) -> int:
+    return 2 + d if spherical else 1 + 2 * d
+
+
+def _features(xb_t: np.ndarray, spherical: bool, out: np.ndarray | None = None
+              ) -> np.ndarray:
     """phi(x) for points as columns, (D, B) -> (p, B): [1, x, x^2] (p = 1 + 2D) for diag,
     [1, x, |x|^2] (p = D + 2) for spherical, whose isotropic precision needs only the
     squared norm (half the work of diag per iteration)."""
     d, b = xb_t.shape
-    out = np.empty((2 + d if spherical else 1 + 2 * d, b))
+    if out is None:
+        out = np.empty((_n_features(d, spherical), b))
     out[0] = 1.0
     out[1 : 1 + d] = xb_t
     if spherical:
@@ -188,23 +191,28 @@ def _features(xb_t: np.ndarray, spherical: bool) -> np.ndarray:
 
 def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
     centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
-    n, d = X.shape
     X_t = np.ascontiguousarray((X - centre).T)
-    spherical = model.covariance_prior.spherical
-    n_features = 2 + d if spherical else 1 + 2 * d
-    phi = _features(X_t, spherical) if 8 * n_features * n <= _KEEP_FEATURES_BYTES else None
     return _Problem(
         X_t=X_t, centre=centre, weights=model.weight_distribution, beta0=float(model.beta0),
         m0=np.asarray(model.m0, dtype=float) - centre,
         W0=np.atleast_1d(np.asarray(model.W0, dtype=float)), nu0=float(model.nu0),
-        spherical=spherical, phi=phi, w=w,
+        spherical=model.covariance_prior.spherical, w=w,
     )
 
 
-def _feature_source(prob: _Problem) -> Callable[[int, int], np.ndarray]:
-    if prob.phi is not None:
-        return lambda start, stop: prob.phi[:, start:stop]
-    return lambda start, stop: _features(prob.X_t[:, start:stop], prob.spherical)
+def _feature_source(prob: _Problem, n_components: int) -> Callable[[int, int], np.ndarray]:
+    """phi of points start..stop, recomputed per block into one reused buffer: the
+    features cost 2 N D flops per pass against the 4 N D K of the two GEMMs, and not
+    keeping the (p, N) array keeps the fit's memory at that of a few (N, D) and (N, K)
+    arrays (benchmarks/bench_vb.py)."""
+    X_t, spherical = prob.X_t, prob.spherical
+    p = _n_features(X_t.shape[0], spherical)
+    buffer = np.empty((p, min(block_size(n_components, p), X_t.shape[1])))
+
+    def features(start: int, stop: int) -> np.ndarray:
+        return _features(X_t[:, start:stop], spherical, buffer[:, : stop - start])
+
+    return features
 
 
 def _group_sum(a: np.ndarray, spherical: bool) -> np.ndarray:
@@ -261,7 +269,8 @@ def _m_step(prob: _Problem, stats: np.ndarray):
 
 def _state(prob: _Problem, q_weights, beta, m, W, nu) -> NormalGammaVBState:
     coef = _log_rho_coefficients(q_weights, beta, m, W, nu, prob.spherical)
-    stats, lse_sum = blocked_e_step(prob.X_t.shape[1], _feature_source(prob), coef, prob.w)
+    stats, lse_sum = blocked_e_step(prob.X_t.shape[1], _feature_source(prob, beta.shape[0]),
+                                    coef, prob.w)
     return NormalGammaVBState(q_weights, beta, m, W, nu, stats, lse_sum)
 
 
@@ -277,7 +286,7 @@ def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Gene
     block = min(block_size(n_components, p), n)
     sq_centres = np.einsum("kd,kd->k", centres, centres)
     components = np.arange(n_components)[:, None]
-    source = _feature_source(prob)
+    source = _feature_source(prob, n_components)
     for start in range(0, n, block):
         stop = min(start + block, n)
         f = source(start, stop)
@@ -498,7 +507,8 @@ def fit_vb_diag(
         coef = _log_rho_coefficients(state.q_weights, state.beta, state.m, state.W,
                                      state.nu, prob.spherical)
         responsibilities = np.empty((X.shape[0], model.n_components))
-        blocked_e_step(X.shape[0], _feature_source(prob), coef, prob.w, out=responsibilities)
+        blocked_e_step(X.shape[0], _feature_source(prob, model.n_components), coef, prob.w,
+                       out=responsibilities)
     posterior = NormalGammaPosterior(model, prob.centre, state.q_weights, state.beta,
                                      state.m, state.W, state.nu)
     del prob

@@ -532,3 +532,71 @@ def test_sklearn_port_weights_prune_unused_components(covariance):
     fit = _fit(BayesianGMM(8, alpha0=1e-3, covariance=covariance), X, seed=0, n_init=2)
     assert fit.weights.sum() == pytest.approx(1.0, rel=1e-12)
     assert np.sum(fit.weights > 0.01) == 3
+
+
+# ----------------------------------------------------------------------------- weight prior
+class _WrappedQ:
+    """A q(pi) that is not a DirichletQ but answers the WeightsQ protocol by delegation."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    expected_log_weights = property(lambda self: self._inner.expected_log_weights)
+    mean_weights = property(lambda self: self._inner.mean_weights)
+
+    def bound_terms(self):
+        return self._inner.bound_terms()
+
+    def params(self):
+        return {"wrapped_" + name: v for name, v in self._inner.params().items()}
+
+    def draw_log_weights(self, n_draws, rng):
+        return self._inner.draw_log_weights(n_draws, rng)
+
+    def log_density(self, log_weights):
+        return self._inner.log_density(log_weights)
+
+
+class _WrappedPrior:
+    """A WeightPrior delegating to the Dirichlet one, with a foreign q type."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.n_components = inner.n_components
+
+    def log_prior(self, log_weights):
+        return self._inner.log_prior(log_weights)
+
+    def log_marginal_counts(self, counts):
+        return self._inner.log_marginal_counts(counts)
+
+    def sample(self, rng):
+        return self._inner.sample(rng)
+
+    def posterior(self, counts):
+        return _WrappedQ(self._inner.posterior(counts))
+
+
+@pytest.mark.parametrize("covariance", RESTRICTED)
+def test_families_do_all_weight_maths_through_the_weight_prior(covariance, monkeypatch):
+    """Another weight prior (the Dirichlet process) must work unchanged: with a prior
+    object of a foreign type the fit, its bound and its evidence are the same numbers,
+    the variational parameters are the prior's own, and symmetrisation is skipped."""
+    X = _blobs(seed=19, n=120)
+    model = BayesianGMM(3, alpha0=0.3, covariance=covariance)
+    plain = _fit(model, X, seed=0)
+    evidence = model.exact_log_evidence(X[:6])
+    original = BayesianGMM.weight_distribution
+    monkeypatch.setattr(BayesianGMM, "weight_distribution",
+                        property(lambda self: _WrappedPrior(original.fget(self))))
+    wrapped = _fit(model, X, seed=0)
+    assert wrapped.elbo == plain.elbo
+    np.testing.assert_array_equal(wrapped.weights, plain.weights)
+    assert "wrapped_alpha" in wrapped.variational_params
+    assert model.exact_log_evidence(X[:6]) == evidence
+    draws = wrapped.posterior.draw(5, np.random.default_rng(0))
+    assert wrapped.posterior.component_log_q(draws) is None
+    log_w = wrapped.posterior.log_importance_weights(X, 5, np.random.default_rng(0))
+    np.testing.assert_allclose(
+        log_w, plain.posterior.log_importance_weights(X, 5, np.random.default_rng(0)),
+        rtol=1e-12)
