@@ -30,7 +30,7 @@ from gmmkit.inference.pymc.cache import CACHE
 from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.gaussian import LOG_2PI
 from gmmkit.models.univariate import UnivariateGMM
-from gmmkit.models.weights import DirichletWeights
+from gmmkit.models.weights import DirichletWeights, StickBreakingWeights
 
 __all__ = [
     "DIAG",
@@ -588,6 +588,11 @@ def _(prior: DirichletWeights):
     return dirichlet_weights_graph(prior.alpha0, prior.n_components)
 
 
+@weights_graph.register
+def _(prior: StickBreakingWeights):
+    return stick_breaking_weights_graph(prior.gamma, prior.n_components)
+
+
 # ----------------------------------------------------------------------------- the graph
 def bayesian_gmm_graph(model, X: np.ndarray, *, components=full_covariance_graph,
                        weights=None):
@@ -693,9 +698,15 @@ def _(prior: DirichletWeights, weights: np.ndarray) -> dict[str, np.ndarray]:
     return {"weights": weights}
 
 
+@weights_start.register
+def _(prior: StickBreakingWeights, weights: np.ndarray) -> dict[str, np.ndarray]:
+    return stick_breaking_start(weights)
+
+
 def stick_breaking_start(weights: np.ndarray) -> dict[str, np.ndarray]:
-    """The sticks v_k = pi_k / (1 - sum_{j<k} pi_j), k < K, of weights (K,) (positive):
-    the inverse of :func:`stick_breaking_weights_graph`'s map; {} for K = 1."""
-    remaining = 1.0 - np.concatenate([[0.0], np.cumsum(weights[:-1])])
-    sticks = np.clip(weights[:-1] / remaining[:-1], 1e-6, 1.0 - 1e-6)
+    """The sticks v_k = pi_k / (1 - sum_{j<k} pi_j), k < K, of weights (K,) (positive,
+    summing to one): the inverse of :func:`stick_breaking_weights_graph`'s map, kept
+    inside (0, 1) (the logit transform's domain); {} for K = 1."""
+    remaining = 1.0 - np.concatenate([[0.0], np.cumsum(weights[:-2])])
+    sticks = np.clip(weights[:-1] / remaining, 1e-6, 1.0 - 1e-6)
     return {"sticks": sticks} if sticks.size else {}

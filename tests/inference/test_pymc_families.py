@@ -1,0 +1,232 @@
+"""PyMC graphs of the Bayesian GMM's covariance families (full, diag, spherical, tied) and
+weight priors (Dirichlet, truncated stick-breaking), issue 13: each graph is the model,
+constant for constant, and every PyMC method returns draws under the canonical names.
+
+The log densities are compared in PyMC's value space with ``jacobian=False``: the graph's
+density is then that of its own random variables at the back-transformed values (the
+Bartlett variables (c, z) for a Wishart precision, the sticks v for stick-breaking
+weights), so the reference is written in those variables, independently, with scipy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import logsumexp
+
+pm = pytest.importorskip("pymc")
+
+from gmmkit.inference.pymc import graphs  # noqa: E402 - after the PyMC check
+
+FAMILIES = ("full", "diag", "spherical", "tied")
+WEIGHT_PRIORS = ("dirichlet_distribution", "dirichlet_process")
+PARTS = {"full": graphs.FULL, "diag": graphs.DIAG, "spherical": graphs.SPHERICAL,
+         "tied": graphs.TIED}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Priors:
+    """Concrete priors with the interface ``bayesian_gmm_graph`` reads."""
+
+    n_components: int
+    alpha0: float
+    beta0: float
+    m0: np.ndarray
+    W0: Any
+    nu0: float
+
+
+def _priors(family: str, k: int = 3, d: int = 2) -> _Priors:
+    w0 = {"full": np.array([[0.8, 0.1], [0.1, 0.5]]), "tied": np.array([[0.8, 0.1],
+                                                                         [0.1, 0.5]]),
+          "diag": np.array([0.8, 0.3]), "spherical": 0.6}[family]
+    return _Priors(k, alpha0=0.6, beta0=0.4, m0=np.array([0.2, -0.3]), W0=w0, nu0=3.2)
+
+
+def _weights_builder(weight_prior: str, priors: _Priors):
+    builder = {"dirichlet_distribution": graphs.dirichlet_weights_graph,
+               "dirichlet_process": graphs.stick_breaking_weights_graph}[weight_prior]
+    return lambda: builder(priors.alpha0, priors.n_components)
+
+
+def _to_values(graph, constrained: dict[str, np.ndarray]):
+    """(value-space point, the constrained values it maps back to): through PyMC's own
+    transforms both ways, so that their rounding does not enter the comparison."""
+    point, exact = {}, {}
+    for rv in graph.free_RVs:
+        value = constrained[rv.name]
+        transform = graph.rvs_to_transforms[rv]
+        if transform is None:
+            point[rv.name] = value
+            exact[rv.name] = value
+        else:
+            forward = transform.forward(value, *rv.owner.inputs).eval()
+            point[graph.rvs_to_values[rv].name] = forward
+            exact[rv.name] = transform.backward(forward, *rv.owner.inputs).eval()
+    return point, exact
+
+
+def _evaluate(graph, outputs, point):
+    """``outputs`` (of the random variables) at a value-space point."""
+    import pytensor
+
+    single = not isinstance(outputs, list)
+    outs = graph.replace_rvs_by_values([outputs] if single else outputs)
+    fn = pytensor.function(graph.value_vars, outs, on_unused_input="ignore")
+    values = fn(**{var.name: point[var.name] for var in graph.value_vars})
+    return values[0] if single else values
+
+
+def _bartlett_precision(W0, c, z):
+    """L A A^T L^T with A_ii = sqrt(c_i), A below the diagonal = z (D = 2)."""
+    k, d = c.shape
+    a = np.zeros((k, d, d))
+    a[:, np.arange(d), np.arange(d)] = np.sqrt(c)
+    a[:, 1, 0] = z[:, 0]
+    chol = np.linalg.cholesky(W0)
+    return np.einsum("ij,kjl,kml,nm->kin", chol, a, a, chol)
+
+
+def _random_point(family, weight_prior, priors, rng):
+    """Constrained values of every random variable of the graph, drawn with NumPy."""
+    k, d = priors.n_components, priors.m0.shape[0]
+    values: dict[str, np.ndarray] = {"means": rng.normal(size=(k, d))}
+    if weight_prior == "dirichlet_distribution":
+        values["weights"] = rng.dirichlet(np.ones(k))
+    else:
+        values["sticks"] = rng.beta(1.0, 1.5, size=k - 1)
+    if family in ("full", "tied"):
+        n = k if family == "full" else 1
+        values["precision_bartlett_c"] = rng.chisquare(priors.nu0 - np.arange(d), size=(n, d))
+        values["precision_bartlett_z"] = rng.normal(size=(n, 1))
+    elif family == "diag":
+        values["precision_diag"] = rng.gamma(2.0, 1.0, size=(k, d))
+    else:
+        values["precision_spherical"] = rng.gamma(2.0, 1.0, size=k)
+    return values
+
+
+def _reference_logp(family, weight_prior, priors, exact, X):
+    """log p(X, theta) with z summed out, in the graph's own variables, by scipy."""
+    k, d = priors.n_components, priors.m0.shape[0]
+    means = exact["means"]
+    if weight_prior == "dirichlet_distribution":
+        w = exact["weights"]
+        total = stats.dirichlet(np.full(k, priors.alpha0)).logpdf(w)
+    else:
+        v = exact["sticks"]
+        w = np.append(v, 1.0) * np.concatenate([[1.0], np.cumprod(1.0 - v)])
+        total = stats.beta(1.0, priors.alpha0).logpdf(v).sum()
+    if family in ("full", "tied"):
+        c, z = exact["precision_bartlett_c"], exact["precision_bartlett_z"]
+        total += stats.chi2(priors.nu0 - np.arange(d)).logpdf(c).sum()
+        total += stats.norm.logpdf(z).sum()
+        cov = np.broadcast_to(np.linalg.inv(_bartlett_precision(priors.W0, c, z)), (k, d, d))
+    elif family == "diag":
+        lam = exact["precision_diag"]
+        total += stats.gamma(0.5 * priors.nu0, scale=2.0 * priors.W0).logpdf(lam).sum()
+        cov = np.stack([np.diag(1.0 / row) for row in lam])
+    else:
+        lam = exact["precision_spherical"]
+        total += stats.gamma(0.5 * priors.nu0, scale=2.0 * priors.W0).logpdf(lam).sum()
+        cov = (1.0 / lam)[:, None, None] * np.eye(d)
+    total += sum(stats.multivariate_normal(priors.m0, cov[j] / priors.beta0).logpdf(means[j])
+                 for j in range(k))
+    comp = np.stack([np.log(w[j]) + stats.multivariate_normal(means[j], cov[j]).logpdf(X)
+                     for j in range(k)], axis=1)
+    return total + logsumexp(comp, axis=1).sum(), w, cov
+
+
+def _graph(family, weight_prior, priors, X):
+    return graphs.bayesian_gmm_graph(priors, X, components=PARTS[family].build,
+                                     weights=_weights_builder(weight_prior, priors))
+
+
+# ----------------------------------------------------------------------------- log density
+@pytest.mark.parametrize("weight_prior", WEIGHT_PRIORS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_graph_log_density_is_the_model(family, weight_prior, rng):
+    priors = _priors(family)
+    X = rng.normal(size=(11, 2))
+    graph = _graph(family, weight_prior, priors, X)
+    logp = graph.compile_logp(jacobian=False)
+    for _ in range(3):
+        point, exact = _to_values(graph, _random_point(family, weight_prior, priors, rng))
+        expected, w, cov = _reference_logp(family, weight_prior, priors, exact, X)
+        # Exact algebra through K small inverses / Cholesky factors on each side: 1e-9
+        # relative (the issue's bound).
+        assert float(logp(point)) == pytest.approx(expected, rel=1e-9)
+        # The deterministics are the canonical parameters at that point.
+        values = _evaluate(graph, [graph["weights"], graph["covariances"]], point)
+        np.testing.assert_allclose(values[0], w, rtol=1e-12)
+        np.testing.assert_allclose(values[1], cov, rtol=1e-10)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_native_parameter_is_the_covariances(family, rng):
+    priors = _priors(family)
+    graph = _graph(family, "dirichlet_distribution", priors, rng.normal(size=(6, 2)))
+    point, _ = _to_values(graph, _random_point(family, "dirichlet_distribution", priors, rng))
+    native = {"full": "covariances", "diag": "variances", "spherical": "variance",
+              "tied": "covariance"}[family]
+    value, covs = _evaluate(graph, [graph[native], graph["covariances"]], point)
+    expected = {"full": covs, "diag": np.diagonal(covs, axis1=1, axis2=2),
+                "spherical": covs[:, 0, 0], "tied": covs[0]}[family]
+    assert value.shape == {"full": (3, 2, 2), "diag": (3, 2), "spherical": (3,),
+                           "tied": (2, 2)}[family]
+    np.testing.assert_array_equal(value, expected)
+    if family == "spherical":
+        np.testing.assert_array_equal(covs[:, 1, 1], covs[:, 0, 0])
+    if family == "tied":
+        np.testing.assert_array_equal(covs, np.broadcast_to(covs[0], covs.shape))
+
+
+def test_stick_breaking_graph_is_the_weight_prior_up_to_its_jacobian(rng):
+    """Against the DP model's own prior: ln p(v) = ln p(pi) + sum_{k<K} ln(1 - sum_{j<k}
+    pi_j), the log-Jacobian of v -> pi (StickBreakingWeights.log_prior is pi's density)."""
+    from gmmkit.models.weights import StickBreakingWeights
+
+    k, gamma = 4, 0.7
+    with pm.Model(coords={"component": np.arange(k)}) as graph:
+        log_w = graphs.stick_breaking_weights_graph(gamma, k)
+    logp = graph.compile_logp(jacobian=False)
+    prior = StickBreakingWeights(k, gamma)
+    for _ in range(4):
+        point, exact = _to_values(graph, {"sticks": rng.beta(1.0, gamma, size=k - 1)})
+        lw = _evaluate(graph, log_w, point)
+        remaining = 1.0 - np.concatenate([[0.0], np.cumsum(np.exp(lw))[:-2]])
+        expected = prior.log_prior(lw) + np.sum(np.log(remaining))
+        assert float(logp(point)) == pytest.approx(float(expected), rel=1e-9)
+        # ... and the weights are the sticks' products, in log space.
+        v = exact["sticks"]
+        np.testing.assert_allclose(
+            np.exp(lw), np.append(v, 1.0) * np.concatenate([[1.0], np.cumprod(1.0 - v)]),
+            rtol=1e-12)
+
+
+def test_stick_breaking_start_inverts_the_weights(rng):
+    weights = rng.dirichlet(np.ones(5))
+    v = graphs.stick_breaking_start(weights)["sticks"]
+    rebuilt = np.append(v, 1.0) * np.concatenate([[1.0], np.cumprod(1.0 - v)])
+    np.testing.assert_allclose(rebuilt, weights, rtol=1e-10)
+    assert graphs.stick_breaking_start(np.ones(1)) == {}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_start_values_invert_the_covariance_part(family, rng):
+    """Starting values from point estimates are the graph's variables at those estimates."""
+    priors = _priors(family)
+    graph = _graph(family, "dirichlet_distribution", priors, rng.normal(size=(6, 2)))
+    point, _ = _to_values(graph, _random_point(family, "dirichlet_distribution", priors, rng))
+    covs = _evaluate(graph, graph["covariances"], point)
+    estimates = {"covariances": covs, "weights": np.full(3, 1.0 / 3.0)}
+    start = PARTS[family].start(priors, estimates)
+    rebuilt, _ = _to_values(graph, {**_random_point(family, "dirichlet_distribution",
+                                                    priors, rng), **start})
+    again = _evaluate(graph, graph["covariances"], rebuilt)
+    # Inverses and Cholesky factors of 2 x 2 matrices both ways: 1e-10 relative.
+    np.testing.assert_allclose(again, covs, rtol=1e-10)
