@@ -16,10 +16,11 @@ prior it has: it calls the :class:`WeightPrior` it is given.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
 import numpy as np
-from scipy.special import betaln, digamma, gammaln
+from scipy.special import betaln, digamma, gammaln, logsumexp
 
 __all__ = [
     "DirichletQ",
@@ -44,12 +45,23 @@ class WeightsQ(Protocol):
         """E_q[pi_k], shape (K,)."""
         ...
 
+    @property
+    def log_mean_weights(self) -> np.ndarray:
+        """ln E_q[pi_k], shape (K,) (the posterior predictive's weights)."""
+        ...
+
     def bound_terms(self) -> float:
         """E_q[ln p(pi)] - E_q[ln q(pi)] in nats, every constant included."""
         ...
 
     def params(self) -> dict[str, np.ndarray]:
         """The variational parameters, for ``Fit.variational_params``."""
+        ...
+
+    @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        """Dimension names of the :meth:`params` that are not per component (none for the
+        Dirichlet; the K - 1 sticks for stick-breaking)."""
         ...
 
     def draw_log_weights(self, n_draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -59,6 +71,12 @@ class WeightsQ(Protocol):
 
     def log_density(self, log_weights: np.ndarray) -> np.ndarray:
         """ln q(pi) for ln pi of shape (..., K), shape (...)."""
+        ...
+
+    def component_log_density(self, log_weights: np.ndarray) -> np.ndarray | None:
+        """For ln pi (S, K): the term of ln q(pi) that draw s's component j would
+        contribute under factor k, shape (S, K, K), up to label-invariant terms; None when
+        q(pi) does not factorise over components (then no label symmetrisation)."""
         ...
 
 
@@ -85,6 +103,28 @@ class WeightPrior(Protocol):
         """The optimal q(pi) given expected counts N_k = sum_n r_nk, shape (K,)."""
         ...
 
+    def q_from_params(self, params: Mapping[str, np.ndarray]) -> WeightsQ:
+        """The q(pi) whose :meth:`WeightsQ.params` are in ``params`` (other keys are
+        ignored), e.g. ``Fit.variational_params`` or scikit-learn's fitted attributes."""
+        ...
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=float)
+    a.setflags(write=False)
+    return a
+
+
+def _param(params: Mapping[str, np.ndarray], name: str, length: int) -> np.ndarray:
+    if name not in params:
+        raise ValueError(f"params must contain {name!r} for this weight prior, got keys "
+                         f"{sorted(params)}")
+    value = np.asarray(params[name], dtype=float)
+    if value.shape != (length,) or not np.all(value > 0):
+        raise ValueError(f"params[{name!r}] must be {length} positive numbers, got an array "
+                         f"of shape {value.shape}")
+    return _readonly(value)
+
 
 def _log_dirichlet_normaliser(alpha: np.ndarray) -> np.ndarray:
     """ln C(alpha) = ln Gamma(sum alpha) - sum ln Gamma(alpha_k) (PRML B.23), over the
@@ -106,6 +146,10 @@ class DirichletQ(NamedTuple):
     def mean_weights(self) -> np.ndarray:
         return self.alpha / self.alpha.sum()
 
+    @property
+    def log_mean_weights(self) -> np.ndarray:
+        return np.log(self.alpha) - np.log(self.alpha.sum())
+
     def bound_terms(self) -> float:
         # E[ln p(pi)] - E[ln q(pi)] (10.73 - 10.76) in one piece, sum_k (alpha0 - alpha_k)
         # E[ln pi_k].  Separately, both terms carry (alpha0 - 1) E[ln pi_k] ~ -1/alpha0 for
@@ -119,18 +163,25 @@ class DirichletQ(NamedTuple):
     def params(self) -> dict[str, np.ndarray]:
         return {"alpha": self.alpha.copy()}
 
+    @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        return {}
+
     def draw_log_weights(self, n_draws: int, rng: np.random.Generator) -> np.ndarray:
         # ln Gamma(a) draws as ln U / a + ln Gamma(a + 1) (Marsaglia & Tsang's boost):
         # finite for the tiny alpha of a pruned component, where Gamma(a) underflows.
         k = self.alpha.shape[0]
         log_g = (np.log(rng.standard_gamma(self.alpha + 1.0, size=(n_draws, k)))
-                 + np.log(rng.uniform(size=(n_draws, k))) / self.alpha)
-        top = log_g.max(axis=1, keepdims=True)
-        return log_g - top - np.log(np.exp(log_g - top).sum(axis=1, keepdims=True))
+                 + np.log(rng.random((n_draws, k))) / self.alpha)
+        return log_g - logsumexp(log_g, axis=1, keepdims=True)
 
     def log_density(self, log_weights: np.ndarray) -> np.ndarray:
         return (_log_dirichlet_normaliser(self.alpha)
                 + np.asarray(log_weights, dtype=float) @ (self.alpha - 1.0))
+
+    def component_log_density(self, log_weights: np.ndarray) -> np.ndarray:
+        # Dir(pi | alpha) ∝ prod_k pi_k^(alpha_k - 1): draw s's pi_j under factor k.
+        return (self.alpha - 1.0) * np.asarray(log_weights, dtype=float)[:, :, None]
 
 
 class DirichletWeights(NamedTuple):
@@ -160,7 +211,12 @@ class DirichletWeights(NamedTuple):
         return rng.dirichlet(np.full(self.n_components, self.alpha0))
 
     def posterior(self, counts: np.ndarray) -> DirichletQ:
-        return DirichletQ(self.alpha0 + np.asarray(counts, dtype=float), self.alpha0)  # 10.58
+        alpha = self.alpha0 + np.asarray(counts, dtype=float)  # 10.58
+        alpha.setflags(write=False)
+        return DirichletQ(alpha, self.alpha0)
+
+    def q_from_params(self, params: Mapping[str, np.ndarray]) -> DirichletQ:
+        return DirichletQ(_param(params, "alpha", self.n_components), self.alpha0)
 
 
 # ----------------------------------------------------------------------------- stick-breaking
@@ -251,11 +307,14 @@ class StickBreakingQ(NamedTuple):
 
     @property
     def mean_weights(self) -> np.ndarray:
+        return np.exp(self.log_mean_weights)
+
+    @property
+    def log_mean_weights(self) -> np.ndarray:
         # E[pi_k] = E[v_k] prod_{j<k} E[1 - v_j] (the sticks are independent under q), in
         # log space; the K weights sum to one exactly in exact arithmetic.
         log_total = np.log(self.a + self.b)
-        return np.exp(_log_weights_from_sticks(np.log(self.a) - log_total,
-                                               np.log(self.b) - log_total))
+        return _log_weights_from_sticks(np.log(self.a) - log_total, np.log(self.b) - log_total)
 
     def bound_terms(self) -> float:
         # sum_{k<K} E[ln Beta(v_k | 1, gamma)] - E[ln Beta(v_k | a_k, b_k)]
@@ -271,11 +330,21 @@ class StickBreakingQ(NamedTuple):
     def params(self) -> dict[str, np.ndarray]:
         return {"stick_a": self.a.copy(), "stick_b": self.b.copy()}
 
+    @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        return {"stick_a": ("stick",), "stick_b": ("stick",)}
+
     def draw_log_weights(self, n_draws: int, rng: np.random.Generator) -> np.ndarray:
         return _draw_log_sticks(self.a, self.b, n_draws, rng)
 
     def log_density(self, log_weights: np.ndarray) -> np.ndarray:
         return _stick_log_density(log_weights, self.a, self.b)
+
+    def component_log_density(self, log_weights: np.ndarray) -> None:
+        # ln q(pi) couples the components through the sticks left, R_k = sum_{j>=k} pi_j:
+        # no per-component term exists.  (The stick-breaking prior is not exchangeable
+        # either, so the posterior is not label-symmetric to begin with.)
+        return None
 
 
 class StickBreakingWeights(NamedTuple):
@@ -331,4 +400,12 @@ class StickBreakingWeights(NamedTuple):
         # Blei & Jordan eq. 16-17: a_k = 1 + N_k, b_k = gamma + sum_{j>k} N_j (k < K).
         counts = np.asarray(counts, dtype=float)
         tail = np.cumsum(counts[::-1])[::-1]
-        return StickBreakingQ(1.0 + counts[:-1], self.gamma + tail[1:], self.gamma)
+        a, b = 1.0 + counts[:-1], self.gamma + tail[1:]
+        a.setflags(write=False)
+        b.setflags(write=False)
+        return StickBreakingQ(a, b, self.gamma)
+
+    def q_from_params(self, params: Mapping[str, np.ndarray]) -> StickBreakingQ:
+        k1 = self.n_components - 1
+        return StickBreakingQ(_param(params, "stick_a", k1), _param(params, "stick_b", k1),
+                              self.gamma)
