@@ -35,6 +35,7 @@ from gmmkit.models.weights import DirichletWeights, StickBreakingWeights
 __all__ = [
     "DIAG",
     "FULL",
+    "OWN_AXIS_VARIABLES",
     "SPHERICAL",
     "TIED",
     "ComponentGraph",
@@ -536,6 +537,12 @@ def covariance_part(model) -> CovariancePart:
 
 
 # ----------------------------------------------------------------------------- weights
+#: Graph variables a fit keeps besides the model's ``parameter_dims``, with their dims
+#: after (chain, draw): on an axis of their own, not ``component``, so label alignment
+#: leaves them as drawn (the sticks of a relabelled draw are those of its original
+#: labelling: a permuted stick-breaking vector is not stick-breaking-ordered).
+OWN_AXIS_VARIABLES: dict[str, tuple[str, ...]] = {"sticks": ("stick",)}
+
 def dirichlet_weights_graph(alpha0: float, k: int):
     """pi ~ Dirichlet(alpha0 1_K): the random variable ``weights`` (simplex transform).
     Returns log pi (K,) (symbolic)."""
