@@ -18,6 +18,8 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
+import gmmkit
+
 pm = pytest.importorskip("pymc")
 
 from gmmkit.inference.pymc import graphs  # noqa: E402 - after the PyMC check
@@ -230,3 +232,152 @@ def test_start_values_invert_the_covariance_part(family, rng):
     again = _evaluate(graph, graph["covariances"], rebuilt)
     # Inverses and Cholesky factors of 2 x 2 matrices both ways: 1e-10 relative.
     np.testing.assert_allclose(again, covs, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------- BayesianGMM
+def _bayesian(family: str, weight_prior: str, k: int = 3, **priors):
+    from gmmkit.models.bayesian import BayesianGMM
+
+    return BayesianGMM(k, covariance=family, weight_prior=weight_prior, **priors)
+
+
+def _two_clusters(n: int = 30, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[-4.0, 0.0], [4.0, 1.0]])  # ~4 sd apart in both features
+    return centres[np.arange(n) % 2] + rng.normal(size=(n, 2))
+
+
+def test_graph_cache_key_has_the_family_and_the_weight_prior():
+    from gmmkit.inference.pymc import model_graph
+
+    X = _two_clusters(12)
+    priors = {"alpha0": 1.0, "m0": np.zeros(2)}
+    seen = {}
+    for weight_prior in WEIGHT_PRIORS:
+        graph = model_graph(_bayesian("full", weight_prior, **priors), X)
+        assert graph not in seen.values()
+        seen[weight_prior] = graph
+        # An equal model finds its graph by value.
+        assert model_graph(_bayesian("full", weight_prior, **priors), X) is graph
+    assert "sticks" in seen["dirichlet_process"].named_vars
+    assert "sticks" not in seen["dirichlet_distribution"].named_vars
+
+
+def _graph_variables_minus_model_prior(family, model, exact) -> float:
+    """ln p(graph's covariance variables) - ln p(the model's covariance parameters): the
+    change of variables between the graph and ``BayesianGMM.log_prior``.  Full and tied:
+    the Bartlett variables (c, z) instead of the Wishart Lambda (their density is
+    Wishart(Lambda) |d Lambda / d(c, z)|, so the difference is that log-Jacobian,
+    computed here as the two densities).  Diag and spherical: the Gamma precisions are
+    the model's own variables, no change."""
+    if family not in ("full", "tied"):
+        return 0.0
+    c, z = exact["precision_bartlett_c"], exact["precision_bartlett_z"]
+    d = c.shape[1]
+    precision = _bartlett_precision(model.W0, c, z)
+    wishart = stats.wishart(df=model.nu0, scale=model.W0)
+    return float(stats.chi2(model.nu0 - np.arange(d)).logpdf(c).sum()
+                 + stats.norm.logpdf(z).sum()
+                 - sum(wishart.logpdf(p) for p in precision))
+
+
+def _stick_jacobian(weights: np.ndarray) -> float:
+    """sum_{k<K} ln(1 - sum_{j<k} pi_j): ln p(v) - ln p(pi) for stick-breaking weights."""
+    return float(np.sum(np.log(1.0 - np.concatenate([[0.0], np.cumsum(weights[:-2])]))))
+
+
+@pytest.mark.parametrize("weight_prior", WEIGHT_PRIORS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_graph_is_bayesian_gmm_log_joint(family, weight_prior, rng):
+    """The graph of ``BayesianGMM(covariance=family, weight_prior=...)``: its log density
+    (no Jacobian of PyMC's transforms) at its variables is ``model.log_joint`` plus the
+    documented change of variables (Bartlett variables for a Wishart; sticks for
+    stick-breaking weights)."""
+    from gmmkit.inference.pymc import model_graph
+
+    model = _bayesian(family, weight_prior, alpha0=0.6, beta0=0.4,
+                      m0=np.array([0.2, -0.3]), W0=_priors(family).W0, nu0=3.2)
+    X = rng.normal(size=(10, 2))
+    graph = model_graph(model, X)
+    logp = graph.compile_logp(jacobian=False)
+    for _ in range(2):
+        point, exact = _to_values(graph, _random_point(family, weight_prior, model, rng))
+        _, weights, cov = _reference_logp(family, weight_prior, model, exact, X)
+        params = {"weights": weights, "means": exact["means"], "covariances": cov}
+        expected = (model.log_joint(X, params)
+                    + _graph_variables_minus_model_prior(family, model, exact)
+                    + (_stick_jacobian(weights) if weight_prior == "dirichlet_process"
+                       else 0.0))
+        # Exact algebra through K small inverses on each side: 1e-9 relative.
+        assert float(logp(point)) == pytest.approx(float(expected), rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- fits
+NATIVE = {"full": ("covariances", (3, 2, 2)), "diag": ("variances", (3, 2)),
+          "spherical": ("variance", (3,)), "tied": ("covariance", (2, 2))}
+
+
+def _check_canonical_draws(fit, family, weight_prior, n_draws):
+    draws = fit.posterior.draw(0, None)
+    lead = (1, n_draws)
+    assert draws["weights"].shape == (*lead, 3)
+    assert draws["means"].shape == (*lead, 3, 2)
+    assert draws["covariances"].shape == (*lead, 3, 2, 2)
+    np.testing.assert_allclose(draws["weights"].sum(axis=-1), 1.0, rtol=1e-12)
+    native, shape = NATIVE[family]
+    if native in fit.model.parameter_dims:
+        assert draws[native].shape == (*lead, *shape)
+    if weight_prior == "dirichlet_process":
+        v = draws["sticks"]
+        assert v.shape == (*lead, 2)
+        rebuilt = (np.concatenate([v, np.ones((*lead, 1))], axis=-1)
+                   * np.concatenate([np.ones((*lead, 1)), np.cumprod(1 - v, axis=-1)],
+                                    axis=-1))
+        np.testing.assert_allclose(draws["weights"], rebuilt, rtol=1e-10)
+    else:
+        assert "sticks" not in draws
+    # ArviZ and the comparison layer take them: InferenceData with the canonical names,
+    # and an aligned fit whose weights and means moved together.
+    idata = fit.to_inference_data()
+    assert {"weights", "means", "covariances"} <= set(idata.posterior.data_vars)
+    aligned = gmmkit.align(fit)
+    moved = aligned.posterior.draw(0, None)
+    for j in range(n_draws):
+        perm = [int(np.flatnonzero(np.all(draws["means"][0, j] == m, axis=-1))[0])
+                for m in moved["means"][0, j]]
+        np.testing.assert_array_equal(moved["weights"][0, j], draws["weights"][0, j][perm])
+        np.testing.assert_array_equal(moved["covariances"][0, j],
+                                      draws["covariances"][0, j][perm])
+    aligned.to_inference_data()
+
+
+@pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
+@pytest.mark.parametrize("weight_prior", WEIGHT_PRIORS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_advi_draws_have_the_canonical_names(family, weight_prior):
+    from gmmkit.inference.methods import ADVI
+
+    model = _bayesian(family, weight_prior, alpha0=1.0)
+    fit = gmmkit.fit(model, _two_clusters(), ADVI.name, seed=0, n_iter=100, draws=8)
+    _check_canonical_draws(fit, family, weight_prior, 8)
+    assert np.isfinite(fit.elbo)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::gmmkit.ConvergenceWarning")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_sampler_runs_for_every_family(family):
+    """Full-rank ADVI, NUTS (started from a previous fit) and SMC: short runs whose draws
+    the comparison layer takes (stick-breaking weights: covered by ADVI above and the
+    NUTS vs VB test below)."""
+    from gmmkit.inference.methods import FULLRANK_ADVI, NUTS, SMC
+
+    model = _bayesian(family, "dirichlet_distribution", alpha0=1.0)
+    X = _two_clusters()
+    first = gmmkit.fit(model, X, FULLRANK_ADVI.name, seed=0, n_iter=100, draws=8)
+    _check_canonical_draws(first, family, "dirichlet_distribution", 8)
+    nuts = gmmkit.fit(model, X, NUTS.name, seed=1, draws=10, tune=10, chains=1, init=first)
+    _check_canonical_draws(nuts, family, "dirichlet_distribution", 10)
+    smc = gmmkit.fit(model, X, SMC.name, seed=2, draws=30, chains=1)
+    _check_canonical_draws(smc, family, "dirichlet_distribution", 30)
+    assert np.isfinite(smc.log_evidence)
