@@ -571,6 +571,8 @@ def fit_vb(
     """
     from threadpoolctl import threadpool_limits
 
+    if model.covariance != "full":  # temporary guard until vb_diag / vb_tied land
+        raise ValueError(f"VB for covariance={model.covariance!r} is not implemented yet")
     model = model.resolve(X, sample_weight=sample_weight)
     prob = _problem(model, X, sample_weight)
     rng = np.random.default_rng(seed)

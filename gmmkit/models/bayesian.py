@@ -1,5 +1,5 @@
 """Bishop's Bayesian Gaussian mixture (PRML §10.2): Dirichlet weights, Gaussian-Wishart
-components.
+components, and its restricted covariance families.
 
     pi                ~ Dir(alpha0 1_K)                                   (PRML 10.39)
     Lambda_k          ~ Wishart(W0, nu0)                                  (PRML 10.40)
@@ -27,6 +27,23 @@ fills them in from the data, and every fit records the resolved model):
 
 Because m0 and W0 follow the data, translating the data translates the fit and leaves the
 ELBO unchanged exactly; with an explicit ``m0`` it does not.
+
+Covariance families (``covariance=``; one object per family in
+:mod:`gmmkit.models.covariance_family`, chosen once from the string):
+
+* ``"full"`` -- the model above;
+* ``"diag"`` -- lambda_kd ~ Gamma(nu0/2, rate 1/(2 W0_d)), mu_kd | lambda_kd ~
+  N(m0_d, 1/(beta0 lambda_kd)); W0 (D,), default 1/(var_d + eps); nu0 > 0, default D
+  (:mod:`gmmkit.models.normal_gamma`);
+* ``"spherical"`` -- lambda_k ~ Gamma(nu0/2, rate 1/(2 W0)), mu_k | lambda_k ~
+  N(m0, I/(beta0 lambda_k)); W0 scalar, default 1/(mean_d var_d + eps); nu0 > 0,
+  default D (:mod:`gmmkit.models.normal_gamma`);
+* ``"tied"`` -- one Lambda ~ Wishart(W0, nu0) shared by every component, mu_k | Lambda ~
+  N(m0, (beta0 Lambda)^-1) independently; W0 (D, D) and nu0 > D - 1 as for full
+  (:mod:`gmmkit.models.tied_wishart`).
+
+The weights' prior is an object too (:attr:`BayesianGMM.weight_distribution`,
+:mod:`gmmkit.models.weights`): every family does all weight maths through it.
 """
 
 from __future__ import annotations
@@ -36,8 +53,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy import linalg
-from scipy.special import multigammaln
 
 from gmmkit._validation import (
     check_choice,
@@ -47,60 +62,26 @@ from gmmkit._validation import (
     check_positive,
 )
 from gmmkit.models.base import MixtureData, check_enumerable, enumerate_assignments
+from gmmkit.models.covariance_family import COVARIANCE_PRIORS, CovariancePrior
 from gmmkit.models.mixture import COVARIANCE_TYPES, GaussianMixture
+from gmmkit.models.normal_wishart import (
+    log_wishart_normaliser,
+    normal_wishart_log_marginal,
+    normal_wishart_logpdf,
+    weighted_mean,
+)
 from gmmkit.models.weights import DirichletWeights, StickBreakingWeights, WeightPrior
 
-__all__ = ["WEIGHT_PRIORS", "BayesianGMM", "normal_wishart_log_marginal", "normal_wishart_logpdf"]
+__all__ = [
+    "WEIGHT_PRIORS",
+    "BayesianGMM",
+    "log_wishart_normaliser",
+    "normal_wishart_log_marginal",
+    "normal_wishart_logpdf",
+]
 
-_LOG_PI = np.log(np.pi)
-_PLANNED_COVARIANCE_TYPES = ("diag", "spherical", "tied")
 #: Priors on the mixing weights (scikit-learn's ``weight_concentration_prior_type``).
 WEIGHT_PRIORS = ("dirichlet_distribution", "dirichlet_process")
-#: Relative ridge added to the data covariance for the default W0 (see module doc).
-_DEFAULT_RIDGE = 1e-6
-
-
-def _weighted_mean(X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
-    """The mean of X (N, D), each row counted ``sample_weight`` times (frequency weights)."""
-    if sample_weight is None:
-        return X.mean(axis=0)
-    return (sample_weight @ X) / sample_weight.sum()
-
-
-def _default_W0(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
-    """W0 = (S + eps I)^-1 with S the sample covariance (ddof = 1) of X (N, D) and
-    eps = _DEFAULT_RIDGE * tr(S) / D, always added (module docstring).  With frequency
-    weights w, S = sum_n w_n (x_n - xbar)(x_n - xbar)^T / (sum_n w_n - 1), that of the
-    rows repeated.
-
-    The ridge is always there, not only when S is singular, so that nearly singular S
-    (collinear columns, N <= D) gets a W0 with condition number at most ~D / 1e-6
-    instead of one whose Cholesky factor is dominated by rounding, and so the default is
-    a continuous function of the data.  Returns shape (D, D).
-    """
-    d = X.shape[1]
-    if sample_weight is None:
-        cov = np.atleast_2d(np.cov(X, rowvar=False))
-    else:
-        diff = X - _weighted_mean(X, sample_weight)
-        cov = (sample_weight * diff.T) @ diff / (sample_weight.sum() - 1.0)
-    trace = float(np.trace(cov))
-    if not trace > 0:
-        raise ValueError(
-            f"X must not be {X.shape[0]} copies of one point for the default W0: its "
-            "sample covariance is zero, so W0 = S^-1 does not exist; pass W0 explicitly"
-        )
-    cov = cov + (_DEFAULT_RIDGE * trace / d) * np.eye(d)
-    chol = np.linalg.cholesky(cov)
-    inv_chol = linalg.solve_triangular(chol, np.eye(d), lower=True)
-    W0 = inv_chol.T @ inv_chol
-    W0 = 0.5 * (W0 + W0.T)
-    if not np.all(np.isfinite(W0)):
-        raise ValueError(
-            f"X has a spread too small for the default W0 = S^-1 (tr(S) = {trace:.3g}); "
-            "pass W0 explicitly or rescale the data"
-        )
-    return W0
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -108,24 +89,6 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
 
-
-def _check_scale_matrix(W0: Any) -> np.ndarray:
-    W0 = check_finite_array("W0", W0)
-    if W0.ndim == 0:
-        W0 = W0.reshape(1, 1)
-    if W0.ndim != 2 or W0.shape[0] != W0.shape[1]:
-        raise ValueError(f"W0 must be a square (D, D) matrix, got an array of shape {W0.shape}")
-    if not np.allclose(W0, W0.T, rtol=1e-10, atol=0.0):
-        raise ValueError("W0 must be symmetric positive definite, got a non-symmetric matrix")
-    try:
-        np.linalg.cholesky(W0)
-    except np.linalg.LinAlgError:
-        eig = np.linalg.eigvalsh(W0).min()
-        raise ValueError(
-            "W0 must be symmetric positive definite, got a matrix with smallest eigenvalue "
-            f"{eig:.3g} (singular or indefinite)"
-        ) from None
-    return 0.5 * (W0 + W0.T)
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,13 +108,17 @@ class BayesianGMM:
         Scale of the mean's prior precision, > 0.  Default 1.
     m0 : array_like, shape (D,), optional
         Prior mean of every component mean.  Default: the data mean.
-    W0 : array_like, shape (D, D), optional
-        Wishart scale matrix, symmetric positive definite.  Default: the inverse sample
-        covariance of the data (see the module docstring).
+    W0 : array_like, optional
+        Scale of the precision prior.  full and tied: the Wishart scale matrix (D, D),
+        symmetric positive definite, default the inverse sample covariance of the data
+        (see the module docstring); diag: the Gamma scales (D,), positive, default
+        1 / (var_d + eps); spherical: one positive scalar, default 1 / (mean var + eps).
     nu0 : float, optional
-        Wishart degrees of freedom, > D - 1.  Default D.
-    covariance : {"full"}
-        Covariance structure; "diag", "spherical" and "tied" are planned.
+        Degrees of freedom, > D - 1 (full, tied) or > 0 (diag, spherical).  Default D.
+    covariance : {"full", "diag", "spherical", "tied"}
+        Covariance family (module docstring): a Normal-Wishart per component, a
+        Normal-Gamma per dimension, a Normal-Gamma shared over dimensions, or one Wishart
+        precision shared by every component.
     weight_prior : {"dirichlet_distribution", "dirichlet_process"}
         pi ~ Dir(alpha0 1_K), or truncated stick-breaking weights with concentration
         alpha0 (Blei & Jordan 2006), K being then an upper bound on the components used.
@@ -174,11 +141,8 @@ class BayesianGMM:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "n_components", check_int("n_components", self.n_components, 1))
-        if self.covariance in _PLANNED_COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance {self.covariance!r} is not implemented yet; expected 'full'"
-            )
         check_choice("covariance", self.covariance, COVARIANCE_TYPES)
+        family = self.covariance_prior
         check_choice("weight_prior", self.weight_prior, WEIGHT_PRIORS)
         if self.alpha0 is not None:
             set_(self, "alpha0", check_positive("alpha0", self.alpha0))
@@ -191,24 +155,40 @@ class BayesianGMM:
                 raise ValueError(f"m0 must have shape (D,), got an array of shape {m0.shape}")
             set_(self, "m0", _readonly(m0))
         if self.W0 is not None:
-            set_(self, "W0", _readonly(_check_scale_matrix(self.W0)))
-        if self.m0 is not None and self.W0 is not None and self.W0.shape[0] != self.m0.shape[0]:
+            set_(self, "W0", _readonly(family.check_scale(self.W0)))
+        w_dim = None if self.W0 is None else family.scale_dim(self.W0)
+        if self.m0 is not None and w_dim is not None and w_dim != self.m0.shape[0]:
+            d = self.m0.shape[0]
+            expected = f"({d},)" if self.W0.ndim == 1 else f"({d}, {d})"
             raise ValueError(
-                f"W0 must be ({self.m0.shape[0]}, {self.m0.shape[0]}) to match m0 of shape "
-                f"{self.m0.shape}, got shape {self.W0.shape}"
+                f"W0 must be {expected} to match m0 of shape {self.m0.shape}, got shape "
+                f"{self.W0.shape}"
             )
         if self.nu0 is not None:
             nu0 = check_positive("nu0", self.nu0)
             d = self._known_dim()
-            if d is not None and nu0 <= d - 1:
-                raise ValueError(f"nu0 must be > D - 1 = {d - 1} for D = {d}, got {nu0!r}")
+            if d is not None:
+                self._check_nu0(nu0, d)
             set_(self, "nu0", nu0)
+
+    def _check_nu0(self, nu0: float, d: int) -> None:
+        bound = self.covariance_prior.min_dof(d)
+        if nu0 <= bound:
+            what = "D - 1" if bound == d - 1 else "0"
+            raise ValueError(f"nu0 must be > {what} = {bound:g} for D = {d} and "
+                             f"covariance={self.covariance!r}, got {nu0!r}")
+
+    @property
+    def covariance_prior(self) -> CovariancePrior:
+        """The covariance family's object (:mod:`gmmkit.models.covariance_family`)."""
+        return COVARIANCE_PRIORS[self.covariance]
 
     # ------------------------------------------------------------------ identity
     def _known_dim(self) -> int | None:
-        for value in (self.m0, self.W0):
-            if value is not None:
-                return int(np.shape(value)[0])
+        if self.m0 is not None:
+            return int(self.m0.shape[0])
+        if self.W0 is not None:
+            return self.covariance_prior.scale_dim(self.W0)
         return None
 
     def _key(self) -> tuple:
@@ -235,11 +215,22 @@ class BayesianGMM:
         return (
             f"BayesianGMM(n_components={self.n_components}, alpha0={fmt(self.alpha0)}, "
             f"beta0={fmt(self.beta0)}, m0={fmt(self.m0)}, W0={fmt(self.W0)}, "
-            f"nu0={fmt(self.nu0)})"
+            f"nu0={fmt(self.nu0)}"
+            + ("" if self.covariance == "full" else f", covariance={self.covariance!r}")
+            + ")"
         )
 
-    #: Canonical posterior variables and their dims after (chain, draw).
-    parameter_dims = GaussianMixture.parameter_dims
+    @property
+    def parameter_dims(self) -> dict[str, list[str]]:
+        """Canonical posterior variables and their dims after (chain, draw): ``weights``,
+        ``means``, ``covariances`` (K, D, D) always, plus the family's native covariance
+        parameter (``variances``, ``variance`` or the tied ``covariance``)."""
+        dims = dict(GaussianMixture.parameter_dims)
+        family = self.covariance_prior
+        if family.native_name not in dims:
+            dims[family.native_name] = list(family.native_dims)
+        return dims
+
     means_variable = GaussianMixture.means_variable
     #: Fewest points a fit needs: the default W0 needs a sample covariance.
     min_points = 2
@@ -300,13 +291,13 @@ class BayesianGMM:
         if self.alpha0 is None:
             changes["alpha0"] = 1.0 / self.n_components
         if self.m0 is None:
-            changes["m0"] = _weighted_mean(X, sample_weight)
+            changes["m0"] = weighted_mean(X, sample_weight)
         if self.W0 is None:
-            changes["W0"] = _default_W0(X, sample_weight)
+            changes["W0"] = self.covariance_prior.default_scale(X, sample_weight)
         if self.nu0 is None:
             changes["nu0"] = float(d)
-        elif self.nu0 <= d - 1:
-            raise ValueError(f"nu0 must be > D - 1 = {d - 1} for D = {d}, got {self.nu0!r}")
+        else:
+            self._check_nu0(self.nu0, d)
         if not changes:
             return self
         try:
@@ -320,45 +311,73 @@ class BayesianGMM:
             ) from None
 
     # ------------------------------------------------------------------ densities
+    def _canonical(self, draws: Mapping[str, Any]) -> dict[str, Any]:
+        """``draws`` with ``covariances`` (..., K, D, D) formed from the family's native
+        parameter when only that is given (a draw of a restricted family may carry
+        either or both)."""
+        if "covariances" in draws:
+            return dict(draws)
+        family = self.covariance_prior
+        means = np.asarray(draws["means"], dtype=float)
+        return {**draws, "covariances": family.matrices(
+            draws[family.native_name], self.n_components, means.shape[-1])}
+
+    def _native(self, params: Mapping[str, Any]) -> np.ndarray:
+        """The family's native covariance parameter of ``params`` (given, or read off the
+        (..., K, D, D) ``covariances``, which must then lie in the family)."""
+        family = self.covariance_prior
+        if family.native_name in params:
+            return np.asarray(params[family.native_name], dtype=float)
+        return family.native(np.asarray(params["covariances"], dtype=float))
+
     def pointwise_log_likelihood(self, x: Any, draws: dict[str, np.ndarray]) -> np.ndarray:
         """log p(x_i | theta) for every draw, shape (..., N); see
-        :meth:`GaussianMixture.pointwise_log_likelihood`."""
+        :meth:`GaussianMixture.pointwise_log_likelihood`.  Draws may give the family's
+        native covariance parameter instead of ``covariances``."""
         return GaussianMixture(self.n_components).pointwise_log_likelihood(
-            self.check_data(x), draws
+            self.check_data(x), self._canonical(draws)
         )
 
     def log_components(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
         """log pi_k N(x_i | mu_k, Sigma_k) for S draws: see
         :meth:`GaussianMixture.log_components`."""
-        return GaussianMixture(self.n_components).log_components(x, draws)
+        return GaussianMixture(self.n_components).log_components(x, self._canonical(draws))
 
     def component_means(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
         """The ``means`` of draws, shape (..., K, D)."""
         return GaussianMixture(self.n_components).component_means(draws)
 
     def summarise_draws(self, flat_draws: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Posterior means of ``weights``, ``means`` and ``covariances`` over flat draws."""
-        return GaussianMixture(self.n_components).summarise_draws(flat_draws)
+        """Posterior means of ``weights``, ``means`` and ``covariances`` over flat draws,
+        plus the mean of the family's native covariance parameter for a restricted
+        family."""
+        flat_draws = self._canonical(flat_draws)
+        out = GaussianMixture(self.n_components).summarise_draws(flat_draws)
+        family = self.covariance_prior
+        if family.native_name not in out:
+            out[family.native_name] = self._native(flat_draws).mean(axis=0)
+        return out
 
     def log_prior(self, params: dict[str, Any]) -> np.ndarray:
-        """log p(pi, mu, Lambda) with every constant, for parameters with leading batch
-        axes: ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D),
-        optionally ``log_weights`` (..., K).  The model must be resolved."""
+        """log p(pi, mu, Sigma) with every constant, for parameters with leading batch
+        axes: ``weights`` (..., K), ``means`` (..., K, D), ``covariances`` (..., K, D, D)
+        or the family's native parameter (``variances`` (..., K, D), ``variance``
+        (..., K), ``covariance`` (..., D, D)), optionally ``log_weights`` (..., K).  The
+        density is that of the family's free parameters (precisions lambda_kd, lambda_k
+        or one Lambda).  The model must be resolved."""
         self._require_resolved("log_prior")
-        weights = np.asarray(params["weights"], dtype=float)
         means = np.asarray(params["means"], dtype=float)
-        covs = np.asarray(params["covariances"], dtype=float)
-        beta0, nu0 = self.beta0, self.nu0
-        # The weight prior's density in log space; ``log_weights``, when given, avoids
-        # log(0) for a weight that underflowed (a pruned component's draws).
+        # ``log_weights``, when given, avoids log(0) for a weight that underflowed (a
+        # pruned component's draws).
         if "log_weights" in params:
             log_w = np.asarray(params["log_weights"], dtype=float)
         else:
             with np.errstate(divide="ignore"):
-                log_w = np.log(weights)
-        log_p_weights = self.weight_distribution.log_prior(log_w)
-        log_nw = normal_wishart_logpdf(means, covs, self.m0, beta0, self.W0, nu0)
-        return log_p_weights + np.sum(log_nw, axis=-1)
+                log_w = np.log(np.asarray(params["weights"], dtype=float))
+        log_weights = self.weight_distribution.log_prior(log_w)
+        native = self._native(params)
+        return log_weights + self.covariance_prior.log_density(
+            means, native, self.m0, self.beta0, self.W0, self.nu0)
 
     def log_joint(self, X: Any, params: dict[str, Any]) -> np.ndarray:
         """log p(X, pi, mu, Lambda) with z summed out and every constant included.
@@ -382,12 +401,15 @@ class BayesianGMM:
     def exact_log_evidence(self, X: Any) -> float:
         """log p(X) by enumerating all K**N assignments (an oracle for tiny data).
 
-        For each assignment, p(X | z) is a product over clusters of closed-form
-        Normal-Wishart marginal likelihoods (:func:`normal_wishart_log_marginal`), and
-        p(z) is the probability of the sequence z with the weights integrated out
-        (Dirichlet-multinomial, or the truncated stick-breaking product of Beta functions:
-        ``weight_distribution.log_marginal_counts``).  Data-dependent
-        priors are resolved against X first.
+        For each assignment, p(X | z) is the family's closed-form marginal likelihood:
+        a product over clusters of Normal-Wishart (full,
+        :func:`normal_wishart_log_marginal`) or Normal-Gamma (diag, spherical) marginals,
+        or for tied one Wishart integral over the shared precision with a factor per
+        cluster (:mod:`gmmkit.models.tied_wishart`); p(z) is the weight prior's
+        probability of the sequence z with the weights integrated out (Dirichlet-multinomial, or the
+        truncated stick-breaking product of Beta functions:
+        ``weight_distribution.log_marginal_counts``).
+        Data-dependent priors are resolved against X first.
 
         The evidence is invariant to translating the data and m0 together, so both are
         shifted by the data mean first: W_n^-1 = W0^-1 + sum x x^T + beta0 m0 m0^T -
@@ -407,7 +429,7 @@ class BayesianGMM:
         k = self.n_components
         check_enumerable(n, k)
         model = self.resolve(X)
-        weight_distribution = model.weight_distribution
+        family, weights = model.covariance_prior, model.weight_distribution
         centre = X.mean(axis=0)
         X = X - centre
         m0 = model.m0 - centre
@@ -418,18 +440,8 @@ class BayesianGMM:
         blocks = []
         for z in enumerate_assignments(n, k, chunk=chunk):
             onehot = (z[:, :, None] == np.arange(k)).astype(float)  # (B, N, K)
-            counts = onehot.sum(axis=1)  # (B, K)
-            s1 = np.einsum("bnk,nd->bkd", onehot, X)
-            xbar = np.divide(s1, counts[..., None], out=np.zeros_like(s1),
-                             where=counts[..., None] > 0)
-            # The within-cluster scatter from deviations, not sum x x^T - n xbar xbar^T:
-            # positive semi-definite by construction, however far W0^-1 is below it.
-            dev = onehot[..., None] * (X[None, :, None, :] - xbar[:, None, :, :])
-            scatter = np.einsum("bnkd,bnke->bkde", dev, dev)
-            log_lik = normal_wishart_log_marginal(
-                counts, s1, None, model.beta0, m0, model.W0, model.nu0, scatter=scatter
-            ).sum(axis=1)
-            log_prior_z = weight_distribution.log_marginal_counts(counts.astype(int))
+            log_lik = family.log_marginal(onehot, X, m0, model.beta0, model.W0, model.nu0)
+            log_prior_z = weights.log_marginal_counts(onehot.sum(axis=1).astype(int))
             blocks.append(log_lik + log_prior_z)
         values = np.concatenate(blocks)
         top = values.max()
@@ -437,25 +449,19 @@ class BayesianGMM:
 
     def sample(self, n: int, seed: int | np.random.Generator | None = None, *,
                n_features: int | None = None) -> MixtureData:
-        """Draw pi, mu, Lambda from the prior, then ``n`` points.
+        """Draw pi, then the means and covariances from the family's prior, then ``n``
+        points.
 
         The priors must be concrete (m0 and W0 given, or a resolved model); returns data,
-        labels and the true ``means``, ``weights`` and ``covariances``.
+        labels and the true ``means``, ``weights`` and ``covariances`` (K, D, D).
         """
         self._require_resolved("sample")
         n = check_int("n", n, 1)
         rng = np.random.default_rng(seed)
         k, d = self.n_components, self.m0.shape[0]
         weights = self.weight_distribution.sample(rng)
-        from scipy import stats
-
-        precisions = np.atleast_3d(
-            stats.wishart(df=self.nu0, scale=self.W0).rvs(size=k, random_state=rng)
-        ).reshape(k, d, d)
-        covariances = np.linalg.inv(precisions)
-        means = np.stack([
-            rng.multivariate_normal(self.m0, covariances[j] / self.beta0) for j in range(k)
-        ])
+        means, covariances = self.covariance_prior.sample(
+            rng, k, self.m0, self.beta0, self.W0, self.nu0)
         labels = rng.choice(k, size=n, p=weights / weights.sum())
         chol = np.linalg.cholesky(covariances)
         X = means[labels] + np.einsum("nde,ne->nd", chol[labels], rng.standard_normal((n, d)))
@@ -469,107 +475,3 @@ class BayesianGMM:
                 "model.resolve(X) first"
             )
 
-
-def log_wishart_normaliser(log_det_W: Any, nu: Any, d: int) -> Any:
-    """ln B(W, nu) of the Wishart density (Bishop B.79), from ln|W|."""
-    return -0.5 * nu * log_det_W - 0.5 * nu * d * np.log(2.0) - multigammaln(0.5 * nu, d)
-
-
-def normal_wishart_logpdf(means: Any, covariances: Any, m: Any, beta: Any, W: Any,
-                          nu: Any) -> np.ndarray:
-    """log N(mu | m, (beta Lambda)^-1) + log Wishart(Lambda | W, nu) with Lambda = Sigma^-1.
-
-    The prior of one component (PRML 10.40) and Bishop's q(mu_k, Lambda_k) (10.59).  The
-    point arguments ``means`` (..., D) and ``covariances`` (..., D, D) broadcast against
-    the parameters ``m`` (..., D), ``beta`` (...), ``W`` (..., D, D) and ``nu`` (...),
-    so one call evaluates every draw under every component.  Only Cholesky factors and
-    their (D, D) triangular inverses are formed.
-    """
-    means = np.asarray(means, dtype=float)
-    covariances = np.asarray(covariances, dtype=float)
-    W = np.asarray(W, dtype=float)
-    beta, nu = np.asarray(beta, dtype=float), np.asarray(nu, dtype=float)
-    d = means.shape[-1]
-    eye = np.eye(d)
-    chol = np.linalg.cholesky(covariances)  # Sigma = L L^T, Lambda = L^-T L^-1
-    log_det_lambda = -2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
-    inv_chol = np.linalg.solve(chol, np.broadcast_to(eye, chol.shape))
-    precision = np.swapaxes(inv_chol, -1, -2) @ inv_chol
-    w_chol = np.linalg.cholesky(W)
-    log_det_w = 2.0 * np.log(np.diagonal(w_chol, axis1=-2, axis2=-1)).sum(-1)
-    w_inv_chol = np.linalg.solve(w_chol, np.broadcast_to(eye, w_chol.shape))
-    w_inv = np.swapaxes(w_inv_chol, -1, -2) @ w_inv_chol
-    trace = np.einsum("...ab,...ba->...", w_inv, precision)
-    diff = means - np.asarray(m, dtype=float)
-    maha = np.einsum("...a,...ab,...b->...", diff, precision, diff)
-    log_wishart = (log_wishart_normaliser(log_det_w, nu, d)
-                   + 0.5 * (nu - d - 1.0) * log_det_lambda - 0.5 * trace)  # B.78
-    log_normal = (0.5 * d * np.log(beta / (2 * np.pi)) + 0.5 * log_det_lambda
-                  - 0.5 * beta * maha)
-    return log_wishart + log_normal
-
-
-def normal_wishart_log_marginal(
-    counts: np.ndarray, s1: np.ndarray, s2: np.ndarray | None,
-    beta0: float, m0: np.ndarray, W0: np.ndarray, nu0: float,
-    *, scatter: np.ndarray | None = None,
-) -> np.ndarray:
-    """log p(X_k) for points sharing one Normal-Wishart(m0, beta0, W0, nu0) component.
-
-    With n points, sum s1 = sum x and scatter s2 = sum x x^T (Murphy 2007, eq. 266, in
-    Bishop's Wishart parametrisation):
-
-        p(X_k) = pi^(-nD/2) Gamma_D(nu_n/2) / Gamma_D(nu0/2) |W_n|^(nu_n/2) / |W0|^(nu0/2)
-                 (beta0 / beta_n)^(D/2),
-        beta_n = beta0 + n, nu_n = nu0 + n, m_n = (beta0 m0 + s1) / beta_n,
-        W_n^-1 = W0^-1 + s2 + beta0 m0 m0^T - beta_n m_n m_n^T.
-
-    Shapes: ``counts`` (...,), ``s1`` (..., D), ``s2`` (..., D, D); returns (...).
-
-    ``scatter`` (..., D, D), the within-cluster scatter sum (x - xbar)(x - xbar)^T, may
-    be given instead of ``s2``; then the equivalent, cancellation-free form
-
-        W_n^-1 = W0^-1 + scatter + (beta0 n / beta_n) (xbar - m0)(xbar - m0)^T
-
-    is used (a sum of positive semi-definite terms), which stays accurate when W0^-1 is
-    far below the data's scatter (a large W0) or the points are far from m0.
-    """
-    counts = np.asarray(counts, dtype=float)
-    d = m0.shape[0]
-    beta_n = beta0 + counts
-    nu_n = nu0 + counts
-    w0_chol = np.linalg.cholesky(W0)
-    logdet_w0 = 2.0 * np.log(np.diag(w0_chol)).sum()
-    # W_n^-1 = W0^-1 + M with M the data's (positive semi-definite) contribution.  By the
-    # determinant lemma ln|W_n^-1| = -ln|W0| + ln|I + L0^T M L0| (W0 = L0 L0^T): the
-    # second matrix is >= I, so its log-determinant is accurate even when W0^-1 is far
-    # below the rounding level of M (a large W0, or n <= D points making M singular),
-    # where forming W0^-1 + M would lose W0^-1 entirely.
-    if scatter is not None:
-        xbar = np.divide(s1, counts[..., None], out=np.zeros_like(s1, dtype=float),
-                         where=counts[..., None] > 0)
-        diff = xbar - m0
-        data_term = scatter + ((beta0 * counts / beta_n)[..., None, None]
-                               * np.einsum("...a,...b->...ab", diff, diff))
-    else:
-        m_n = (beta0 * m0 + s1) / beta_n[..., None]
-        data_term = (s2 + beta0 * np.outer(m0, m0)
-                     - beta_n[..., None, None] * np.einsum("...a,...b->...ab", m_n, m_n))
-    inner = np.eye(d) + w0_chol.T @ data_term @ w0_chol
-    # The identity must survive the addition for the lemma to help: eps * |inner| above
-    # 1e-4 leaves fewer than four digits in a direction the data do not span.
-    largest = float(np.max(np.abs(inner))) if inner.size else 0.0
-    if not largest * np.finfo(float).eps <= 1e-4:
-        raise ValueError(
-            f"W0 is too large for the data: W0 times the data's scatter reaches "
-            f"{largest:.3g}, beyond {1e-4 / np.finfo(float).eps:.2g}, where ln|W_n^-1| "
-            "cannot be computed in float64; use a smaller W0 or rescale the data"
-        )
-    logdet_inner = np.linalg.slogdet(0.5 * (inner + np.swapaxes(inner, -1, -2)))[1]
-    # -nu_n/2 ln|W_n^-1| - nu0/2 ln|W0| with ln|W_n^-1| = -ln|W0| + ln|inner|.
-    return (
-        -0.5 * counts * d * _LOG_PI
-        + multigammaln(0.5 * nu_n, d) - multigammaln(0.5 * nu0, d)
-        + 0.5 * counts * logdet_w0 - 0.5 * nu_n * logdet_inner
-        + 0.5 * d * (np.log(beta0) - np.log(beta_n))
-    )

@@ -367,7 +367,7 @@ def test_same_seed_same_fit_and_restarts_recorded():
         (lambda X: BayesianGMM(2, W0=np.ones((2, 3))), "W0"),
         (lambda X: BayesianGMM(2, W0=np.eye(2), nu0=0.5), "nu0"),
         (lambda X: gmmkit.fit(BayesianGMM(2, nu0=0.9), X, "cavi"), "nu0"),
-        (lambda X: BayesianGMM(2, covariance="diag"), "not implemented"),
+        (lambda X: BayesianGMM(2, covariance="diag", W0=np.eye(2)), "W0 must have shape"),
         (lambda X: gmmkit.fit(BayesianGMM(2), X, "em"), "does not apply"),
         (lambda X: gmmkit.fit(BayesianGMM(2), X, "vb"), "method"),
         (lambda X: gmmkit.fit(BayesianGMM(2), X, "cavi", seed=0).predict(X[:, :1]), "feature"),
