@@ -29,6 +29,9 @@ import numpy as np
 from gmmkit.inference.pymc.cache import CACHE
 from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.gaussian import LOG_2PI
+from gmmkit.models.normal_gamma import NormalGammaFamily
+from gmmkit.models.normal_wishart import FullNormalWishart
+from gmmkit.models.tied_wishart import TiedWishartFamily
 from gmmkit.models.univariate import UnivariateGMM
 from gmmkit.models.weights import DirichletWeights, StickBreakingWeights
 
@@ -528,12 +531,28 @@ SPHERICAL = CovariancePart("spherical", spherical_covariance_graph, _spherical_s
 TIED = CovariancePart("tied", tied_covariance_graph, _tied_start)
 
 
-def covariance_part(model) -> CovariancePart:
-    """The covariance part of ``model``'s graph, chosen once from its family."""
-    for part in (FULL, DIAG, SPHERICAL, TIED):
-        if part.name == model.covariance:
-            return part
-    raise TypeError(f"no PyMC graph for covariance {model.covariance!r}")
+@singledispatch
+def covariance_part(family) -> CovariancePart:
+    """The graph part of a covariance family object (``model.covariance_prior``,
+    :mod:`gmmkit.models.covariance_family`); a new family registers its own."""
+    raise TypeError(f"no PyMC graph for the covariance family {type(family).__name__}; "
+                    "register one with gmmkit.inference.pymc.graphs.covariance_part.register")
+
+
+@covariance_part.register
+def _(family: FullNormalWishart) -> CovariancePart:
+    return FULL
+
+
+@covariance_part.register
+def _(family: TiedWishartFamily) -> CovariancePart:
+    return TIED
+
+
+@covariance_part.register
+def _(family: NormalGammaFamily) -> CovariancePart:
+    # One class for both Normal-Gamma families; its flag says which precision shape.
+    return SPHERICAL if family.spherical else DIAG
 
 
 # ----------------------------------------------------------------------------- weights
@@ -675,7 +694,7 @@ def bayesian_gmm_graph(model, X: np.ndarray, *, components=full_covariance_graph
 @build_graph.register
 def _(model: BayesianGMM, x: np.ndarray, *, ordered: bool):
     prior = model.weight_distribution
-    return bayesian_gmm_graph(model, x, components=covariance_part(model).build,
+    return bayesian_gmm_graph(model, x, components=covariance_part(model.covariance_prior).build,
                               weights=lambda: weights_graph(prior))
 
 
@@ -687,7 +706,7 @@ def _(model: BayesianGMM, x: np.ndarray):
 @start_from_point_estimates.register
 def _(model: BayesianGMM, estimates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     means = np.asarray(estimates["means"], dtype=float)
-    start = {"means": means, **covariance_part(model).start(model, estimates)}
+    start = {"means": means, **covariance_part(model.covariance_prior).start(model, estimates)}
     weights = np.clip(np.asarray(estimates["weights"], dtype=float), 1e-6, None)
     start.update(weights_start(model.weight_distribution, weights / weights.sum()))
     return start
