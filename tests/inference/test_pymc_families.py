@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import stats
-from scipy.special import logsumexp
+from scipy.special import expit, logsumexp
 
 import gmmkit
 
@@ -100,7 +100,7 @@ def _random_point(family, weight_prior, priors, rng):
     if weight_prior == "dirichlet_distribution":
         values["weights"] = rng.dirichlet(np.ones(k))
     else:
-        values["sticks"] = rng.beta(1.0, 1.5, size=k - 1)
+        values["sticks_logit"] = rng.normal(0.0, 2.0, size=k - 1)
     if family in ("full", "tied"):
         n = k if family == "full" else 1
         values["precision_bartlett_c"] = rng.chisquare(priors.nu0 - np.arange(d), size=(n, d))
@@ -120,9 +120,10 @@ def _reference_logp(family, weight_prior, priors, exact, X):
         w = exact["weights"]
         total = stats.dirichlet(np.full(k, priors.alpha0)).logpdf(w)
     else:
-        v = exact["sticks"]
+        # The density of y = logit(v): Beta(1, a) at v times dv/dy = v (1 - v).
+        v = expit(exact["sticks_logit"])
         w = np.append(v, 1.0) * np.concatenate([[1.0], np.cumprod(1.0 - v)])
-        total = stats.beta(1.0, priors.alpha0).logpdf(v).sum()
+        total = (stats.beta(1.0, priors.alpha0).logpdf(v) + np.log(v) + np.log1p(-v)).sum()
     if family in ("full", "tied"):
         c, z = exact["precision_bartlett_c"], exact["precision_bartlett_z"]
         total += stats.chi2(priors.nu0 - np.arange(d)).logpdf(c).sum()
@@ -188,8 +189,9 @@ def test_native_parameter_is_the_covariances(family, rng):
 
 
 def test_stick_breaking_graph_is_the_weight_prior_up_to_its_jacobian(rng):
-    """Against the DP model's own prior: ln p(v) = ln p(pi) + sum_{k<K} ln(1 - sum_{j<k}
-    pi_j), the log-Jacobian of v -> pi (StickBreakingWeights.log_prior is pi's density)."""
+    """Against the DP model's own prior (StickBreakingWeights.log_prior is pi's density):
+    ln p(y) = ln p(pi) + sum_{k<K} [ln(1 - sum_{j<k} pi_j) + ln v_k + ln(1 - v_k)], the
+    log-Jacobians of v -> pi and y = logit(v) -> v."""
     from gmmkit.models.weights import StickBreakingWeights
 
     k, gamma = 4, 0.7
@@ -198,21 +200,41 @@ def test_stick_breaking_graph_is_the_weight_prior_up_to_its_jacobian(rng):
     logp = graph.compile_logp(jacobian=False)
     prior = StickBreakingWeights(k, gamma)
     for _ in range(4):
-        point, exact = _to_values(graph, {"sticks": rng.beta(1.0, gamma, size=k - 1)})
+        v = rng.beta(1.0, gamma, size=k - 1)
+        point, exact = _to_values(graph, {"sticks_logit": np.log(v) - np.log1p(-v)})
         lw = _evaluate(graph, log_w, point)
         remaining = 1.0 - np.concatenate([[0.0], np.cumsum(np.exp(lw))[:-2]])
-        expected = prior.log_prior(lw) + np.sum(np.log(remaining))
+        v = expit(exact["sticks_logit"])
+        expected = (prior.log_prior(lw) + np.sum(np.log(remaining))
+                    + np.sum(np.log(v) + np.log1p(-v)))
         assert float(logp(point)) == pytest.approx(float(expected), rel=1e-9)
         # ... and the weights are the sticks' products, in log space.
-        v = exact["sticks"]
         np.testing.assert_allclose(
             np.exp(lw), np.append(v, 1.0) * np.concatenate([[1.0], np.cumprod(1.0 - v)]),
             rtol=1e-12)
 
 
+def test_stick_breaking_prior_draws_and_extreme_sticks():
+    """Prior draws of the sticks are Beta(1, a); the log density and its gradient stay
+    finite where a stick rounds to 0 or 1 (PyMC's own Beta gives a NaN gradient there)."""
+    a, k = 0.3, 3
+    with pm.Model(coords={"component": np.arange(k)}) as graph:
+        graphs.stick_breaking_weights_graph(a, k)
+    v = pm.draw(graph["sticks"], draws=4000, random_seed=5)
+    # KS test against Beta(1, a): fails at level 0.001 only by chance.
+    assert stats.kstest(v[:, 0], stats.beta(1.0, a).cdf).pvalue > 1e-3
+    dlogp = graph.compile_dlogp(jacobian=False)
+    logp = graph.compile_logp(jacobian=False)
+    for y in ([40.0, 0.0], [800.0, -800.0]):
+        point = {"sticks_logit": np.array(y)}
+        assert np.all(np.isfinite(dlogp(point))) and np.isfinite(logp(point))
+    # d/dy [ln v + a ln(1 - v)] = (1 - v) - a v: -a at v = 1, 1 at v = 0 (exact).
+    np.testing.assert_allclose(dlogp({"sticks_logit": np.array([800.0, -800.0])}), [-a, 1.0])
+
+
 def test_stick_breaking_start_inverts_the_weights(rng):
     weights = rng.dirichlet(np.ones(5))
-    v = graphs.stick_breaking_start(weights)["sticks"]
+    v = expit(graphs.stick_breaking_start(weights)["sticks_logit"])
     rebuilt = np.append(v, 1.0) * np.concatenate([[1.0], np.cumprod(1.0 - v)])
     np.testing.assert_allclose(rebuilt, weights, rtol=1e-10)
     assert graphs.stick_breaking_start(np.ones(1)) == {}
@@ -281,9 +303,12 @@ def _graph_variables_minus_model_prior(family, model, exact) -> float:
                  - sum(wishart.logpdf(p) for p in precision))
 
 
-def _stick_jacobian(weights: np.ndarray) -> float:
-    """sum_{k<K} ln(1 - sum_{j<k} pi_j): ln p(v) - ln p(pi) for stick-breaking weights."""
-    return float(np.sum(np.log(1.0 - np.concatenate([[0.0], np.cumsum(weights[:-2])]))))
+def _stick_jacobian(weights: np.ndarray, logit: np.ndarray) -> float:
+    """ln p(y) - ln p(pi) for stick-breaking weights with sticks v = sigmoid(y):
+    sum_{k<K} [ln(1 - sum_{j<k} pi_j) + ln v_k + ln(1 - v_k)]."""
+    v = expit(logit)
+    return float(np.sum(np.log(1.0 - np.concatenate([[0.0], np.cumsum(weights[:-2])])))
+                 + np.sum(np.log(v) + np.log1p(-v)))
 
 
 @pytest.mark.parametrize("weight_prior", WEIGHT_PRIORS)
@@ -291,8 +316,8 @@ def _stick_jacobian(weights: np.ndarray) -> float:
 def test_graph_is_bayesian_gmm_log_joint(family, weight_prior, rng):
     """The graph of ``BayesianGMM(covariance=family, weight_prior=...)``: its log density
     (no Jacobian of PyMC's transforms) at its variables is ``model.log_joint`` plus the
-    documented change of variables (Bartlett variables for a Wishart; sticks for
-    stick-breaking weights)."""
+    documented change of variables (Bartlett variables for a Wishart; logits of the
+    sticks for stick-breaking weights)."""
     from gmmkit.inference.pymc import model_graph
 
     model = _bayesian(family, weight_prior, alpha0=0.6, beta0=0.4,
@@ -305,9 +330,9 @@ def test_graph_is_bayesian_gmm_log_joint(family, weight_prior, rng):
         _, weights, cov = _reference_logp(family, weight_prior, model, exact, X)
         params = {"weights": weights, "means": exact["means"], "covariances": cov}
         expected = (model.log_joint(X, params)
-                    + _graph_variables_minus_model_prior(family, model, exact)
-                    + (_stick_jacobian(weights) if weight_prior == "dirichlet_process"
-                       else 0.0))
+                    + _graph_variables_minus_model_prior(family, model, exact))
+        if weight_prior == "dirichlet_process":
+            expected += _stick_jacobian(weights, exact["sticks_logit"])
         # Exact algebra through K small inverses on each side: 1e-9 relative.
         assert float(logp(point)) == pytest.approx(float(expected), rel=1e-9)
 

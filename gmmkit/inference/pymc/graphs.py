@@ -573,18 +573,29 @@ def dirichlet_weights_graph(alpha0: float, k: int):
 
 
 def stick_breaking_weights_graph(alpha0: float, k: int):
-    """Truncated stick-breaking (Blei & Jordan 2006): v_k ~ Beta(1, alpha0) for k < K
-    (the random variable ``sticks``, dims ``stick``, logit transform), v_K = 1,
-    pi_k = v_k prod_{j<k} (1 - v_j) (the deterministic ``weights``).  Returns log pi (K,)
-    (symbolic), summed in log space so that a tiny remaining stick does not underflow.
+    """Truncated stick-breaking (Blei & Jordan 2006): v_k ~ Beta(1, alpha0) for k < K,
+    v_K = 1, pi_k = v_k prod_{j<k} (1 - v_j).  Returns log pi (K,) (symbolic).
 
-    The graph's density is that of v.  ``BayesianGMM.log_prior`` gives pi's density with
-    respect to (pi_1..pi_{K-1}); the two differ by the Jacobian of v -> pi, triangular
-    with diagonal prod_{j<k} (1 - v_j) = 1 - sum_{j<k} pi_j:
-    ln p(v) = ln p(pi) + sum_{k<K} ln(1 - sum_{j<k} pi_j).
+    The random variable is ``sticks_logit`` y_k = logit(v_k) (dims ``stick``, K - 1), with
+    the density of Beta(1, a) carried to the logit scale,
 
-    ``sticks`` has its own dimension ``stick`` (K - 1), not ``component``: permuting the
-    components (label alignment) does not permute the sticks.
+        ln p(y) = ln a + ln v + a ln(1 - v),   ln v = -softplus(-y),
+        ln(1 - v) = -softplus(y),
+
+    and ``sticks`` v = sigmoid(y) a deterministic.  PyMC's ``pm.Beta`` with its logit
+    transform has a NaN gradient once v rounds to 1 (y > ~37), which a small alpha0 makes
+    common: 1 - v = U^(1/a), so P(1 - v < 1e-16) = 1e-16^a, 2.5 % for a = 0.1.  Written
+    with softplus, the density, its gradient and log pi (a sum of log v and log(1 - v),
+    so a tiny remaining stick does not underflow) stay finite for every y.
+
+    Change of variables: the graph's density is that of y.  ``BayesianGMM.log_prior``
+    gives pi's density with respect to (pi_1..pi_{K-1}); v -> pi has a triangular
+    Jacobian with diagonal prod_{j<k} (1 - v_j) = 1 - sum_{j<k} pi_j, and y -> v has
+    v (1 - v), so ln p(y) = ln p(pi) + sum_{k<K} [ln(1 - sum_{j<k} pi_j) + ln v_k +
+    ln(1 - v_k)].
+
+    ``sticks`` has its own dimension ``stick``, not ``component``: permuting the components
+    (label alignment) does not permute the sticks.
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -592,11 +603,25 @@ def stick_breaking_weights_graph(alpha0: float, k: int):
     if k == 1:
         pm.Deterministic("weights", pt.ones(1, dtype="float64"), dims="component")
         return pt.zeros(1, dtype="float64")
+    a = float(alpha0)
+
+    def logit_logp(value, a):
+        return pt.log(a) - pt.softplus(-value) - a * pt.softplus(value)
+
+    def logit_random(a, rng=None, size=None):
+        # 1 - v = U^(1/a) for v ~ Beta(1, a): ln(1 - v) = ln U / a, ln v = log1p(-(1 - v)),
+        # y = ln v - ln(1 - v), finite where 1 - v underflows.
+        size = (k - 1,) if size is None else tuple(size)
+        log_rest = np.log(rng.uniform(size=size)) / np.asarray(a, dtype=float)
+        return np.log(-np.expm1(log_rest)) - log_rest
+
     pm.modelcontext(None).add_coord("stick", np.arange(k - 1))
-    sticks = pm.Beta("sticks", alpha=np.float64(1.0), beta=_float64(alpha0), dims="stick")
+    logit = pm.CustomDist("sticks_logit", _float64(a), logp=logit_logp, random=logit_random,
+                          dims="stick")
+    pm.Deterministic("sticks", pt.sigmoid(logit), dims="stick")
     zero = pt.zeros(1, dtype="float64")
-    log_weights = (pt.concatenate([pt.log(sticks), zero])
-                   + pt.concatenate([zero, pt.cumsum(pt.log1p(-sticks))]))
+    log_weights = (pt.concatenate([-pt.softplus(-logit), zero])
+                   + pt.concatenate([zero, pt.cumsum(-pt.softplus(logit))]))
     pm.Deterministic("weights", pt.exp(log_weights), dims="component")
     return log_weights
 
@@ -730,9 +755,9 @@ def _(prior: StickBreakingWeights, weights: np.ndarray) -> dict[str, np.ndarray]
 
 
 def stick_breaking_start(weights: np.ndarray) -> dict[str, np.ndarray]:
-    """The sticks v_k = pi_k / (1 - sum_{j<k} pi_j), k < K, of weights (K,) (positive,
-    summing to one): the inverse of :func:`stick_breaking_weights_graph`'s map, kept
-    inside (0, 1) (the logit transform's domain); {} for K = 1."""
+    """``sticks_logit`` = logit(v) with v_k = pi_k / (1 - sum_{j<k} pi_j), k < K, for
+    weights (K,) (positive, summing to one): the inverse of
+    :func:`stick_breaking_weights_graph`'s map, v kept in [1e-6, 1 - 1e-6]; {} for K = 1."""
     remaining = 1.0 - np.concatenate([[0.0], np.cumsum(weights[:-2])])
     sticks = np.clip(weights[:-1] / remaining, 1e-6, 1.0 - 1e-6)
-    return {"sticks": sticks} if sticks.size else {}
+    return {"sticks_logit": np.log(sticks) - np.log1p(-sticks)} if sticks.size else {}
