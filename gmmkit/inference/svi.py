@@ -279,6 +279,10 @@ def fit_svi(
     validated by :func:`gmmkit.fit`; the options are checked here against N."""
     from threadpoolctl import threadpool_limits
 
+    if isinstance(model, BayesianGMM) and model.covariance != "full":
+        # SVI's natural gradients are written for the Normal-Wishart family only.
+        raise ValueError(f"method {method!r} fits BayesianGMM with covariance='full' only, "
+                         f"got covariance={model.covariance!r}; use the closed-form VB")
     batch_size, n_epochs, tau, kappa = check_svi_options(
         x.shape[0], batch_size, n_epochs, tau, kappa)
     rng = np.random.default_rng(seed)

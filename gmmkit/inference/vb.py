@@ -41,7 +41,7 @@ Implementation notes (why it is fast and stable):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
+from functools import partial, singledispatch
 from typing import NamedTuple
 
 import numpy as np
@@ -55,6 +55,8 @@ from gmmkit.models.bayesian import (
     normal_wishart_logpdf,
 )
 from gmmkit.models.gaussian import LOG_2PI, batched_log_likelihood, mahalanobis_sq
+from gmmkit.models.normal_gamma import NormalGammaFamily
+from gmmkit.models.tied_wishart import TiedWishartFamily
 from gmmkit.models.weights import WeightPrior, WeightsQ
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
@@ -550,6 +552,26 @@ class BishopPosterior:
 
 
 # ----------------------------------------------------------------------------- fit
+@singledispatch
+def _family_backend(family: object):
+    """The VB backend of a restricted covariance family; None for full (this module)."""
+    return None
+
+
+@_family_backend.register
+def _(family: NormalGammaFamily):
+    from gmmkit.inference.vb_diag import fit_vb_diag
+
+    return fit_vb_diag
+
+
+@_family_backend.register
+def _(family: TiedWishartFamily):
+    from gmmkit.inference.vb_tied import fit_vb_tied
+
+    return fit_vb_tied
+
+
 def fit_vb(
     model: BayesianGMM,
     X: np.ndarray,
@@ -571,8 +593,11 @@ def fit_vb(
     """
     from threadpoolctl import threadpool_limits
 
-    if model.covariance != "full":  # temporary guard until vb_diag / vb_tied land
-        raise ValueError(f"VB for covariance={model.covariance!r} is not implemented yet")
+    family_backend = _family_backend(model.covariance_prior)
+    if family_backend is not None:  # diag, spherical, tied: their own modules
+        return family_backend(model, X, seed=seed, n_init=n_init, init=init, tol=tol,
+                              max_iter=max_iter, progress=progress, method=method,
+                              sample_weight=sample_weight)
     model = model.resolve(X, sample_weight=sample_weight)
     prob = _problem(model, X, sample_weight)
     rng = np.random.default_rng(seed)

@@ -265,10 +265,19 @@ class BayesianGMM:
         self, x: Any, *, n_features: int | None = None, min_points: int = 1, name: str = "X"
     ) -> np.ndarray:
         """Validate data: finite, shape (N, D) (an (N,) array is read as D = 1)."""
-        if n_features is None:
-            n_features = self._known_dim()
-        return check_multivariate_data(x, name=name, min_points=min_points,
-                                       n_features=n_features)
+        if n_features is not None:
+            return check_multivariate_data(x, name=name, min_points=min_points,
+                                           n_features=n_features)
+        x = check_multivariate_data(x, name=name, min_points=min_points)
+        known = self._known_dim()
+        if known is not None and x.shape[1] != known:
+            # D is fixed by the priors, not by earlier data: name the prior.
+            source = "m0" if self.m0 is not None else "W0"
+            raise ValueError(
+                f"{name} must have {known} feature(s) (columns) to match the prior "
+                f"{source} of shape {np.shape(getattr(self, source))}, got {x.shape[1]}"
+            )
+        return x
 
     def resolve(self, X: Any, sample_weight: np.ndarray | None = None) -> BayesianGMM:
         """The same model with every ``None`` prior replaced by its data-dependent default.

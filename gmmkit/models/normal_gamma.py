@@ -64,14 +64,16 @@ def normal_gamma_logpdf(means: Any, precisions: Any, m: Any, beta: Any, W: Any, 
 
     ``means`` (..., D); ``precisions`` lambda (..., D) for diag or (...) for spherical;
     the parameters broadcast against them: ``m`` (..., D), ``beta`` (...), ``W`` like
-    ``precisions``, ``nu`` (...).  Returns (...): the prior of one component, or q's
-    factor q(mu_k, lambda_k) with per-component parameters.
+    ``precisions``, ``nu`` (...) (one per component, also for diag).  Returns (...): the
+    prior of one component, or q's factor q(mu_k, lambda_k) with per-component
+    parameters.
     """
     means = np.asarray(means, dtype=float)
     lam = np.asarray(precisions, dtype=float)
     W, nu = np.asarray(W, dtype=float), np.asarray(nu, dtype=float)
     beta = np.asarray(beta, dtype=float)
-    a = 0.5 * nu
+    # diag: nu (...) is shared by the D precisions of a component.
+    a = 0.5 * (nu if spherical else nu[..., None])
     # Gamma(a, rate 1/(2W)): -a ln(2W) - ln Gamma(a) + (a - 1) ln lambda - lambda / (2W).
     log_gamma = -a * np.log(2.0 * W) - gammaln(a) + (a - 1.0) * np.log(lam) - lam / (2.0 * W)
     sq = (means - np.asarray(m, dtype=float)) ** 2

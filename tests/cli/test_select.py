@@ -30,13 +30,13 @@ def test_select_writes_table_figures_and_prints_the_best(blobs_csv, tmp_path):
         "--criteria", "bound,bic,cv", "--n-init", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "table.csv")
-    assert len(table) == 12  # bayesian full + gmm full + gmm diag, K = 1..4
+    assert len(table) == 16  # bayesian and gmm, full and diag, K = 1..4
     for name in ("selection_bound.png", "selection_bic.png", "selection_cv.png",
                  "bic_by_covariance.png"):
         assert (out / name).stat().st_size > 0, name
     best = json.loads((out / "best.json").read_text())
     assert best["bic"]["n_components"] == 3 and best["bic"]["higher_is_better"] is False
-    assert "best by bound (max): bayesian full, dirichlet, K=3" in result.output
+    assert "best by bound (max): bayesian diag, dirichlet, K=3" in result.output
     assert "best by bic (min): gmm" in result.output
 
 

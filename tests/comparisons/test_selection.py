@@ -197,7 +197,7 @@ def test_loo_is_refused_on_variational_and_point_candidates(three_blobs):
     ({"criteria": ("bic", "bayes")}, "criteria"),
     ({"criteria": ()}, "criteria"),
     ({"covariance": ("full", "banded")}, "covariance"),
-    ({"covariance": "diag", "models": "bayesian"}, "covariance"),
+    ({"covariance": "banded", "models": "bayesian"}, "covariance"),
     ({"models": ("gmm", "univariate")}, "models"),
     ({"weight_prior": "dirichlet_process"}, "weight_prior"),
     ({"n_init": 0}, "n_init"),
@@ -217,12 +217,13 @@ def test_arguments_are_validated_by_name(kwargs, message):
         select(x, **{"n_components": [1, 2], **kwargs})
 
 
-def test_unimplemented_bayesian_covariances_are_skipped_with_a_note(three_blobs):
+def test_bayesian_covariance_families_are_candidates_too(three_blobs):
     sel = quiet_select(three_blobs[:100], [1, 2], covariance=("full", "diag"),
                        criteria="bic", seed=0)
     families = set(zip(sel.table["model"], sel.table["covariance"], strict=True))
-    assert families == {("bayesian", "full"), ("gmm", "full"), ("gmm", "diag")}
-    assert any("diag" in note for note in sel.notes)
+    assert families == {("bayesian", "full"), ("bayesian", "diag"), ("gmm", "full"),
+                        ("gmm", "diag")}
+    assert not any("not implemented" in note for note in sel.notes)
 
 
 def test_selection_is_plain_frozen_data(three_blobs):
@@ -248,8 +249,8 @@ def test_selection_figures_have_titles_labels_and_error_bars(three_blobs):
             assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     cv_ax = plot_selection(sel, "cv").axes[0]
     assert "higher is better" in cv_ax.get_ylabel()
-    # One errorbar container per family (bayesian full, gmm full, gmm diag), with bars.
-    assert len(cv_ax.containers) == 3
+    # One errorbar container per family (bayesian and gmm, full and diag), with bars.
+    assert len(cv_ax.containers) == 4
     assert all(c.has_yerr for c in cv_ax.containers)
     bic_ax = plot_bic(sel).axes[0]
     assert "lower is better" in bic_ax.get_ylabel() and "-2 ln L" in bic_ax.get_ylabel()
