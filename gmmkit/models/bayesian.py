@@ -217,8 +217,14 @@ class BayesianGMM:
             f"beta0={fmt(self.beta0)}, m0={fmt(self.m0)}, W0={fmt(self.W0)}, "
             f"nu0={fmt(self.nu0)}"
             + ("" if self.covariance == "full" else f", covariance={self.covariance!r}")
-            + ")"
+            + f"{self._repr_weight_prior()})"
         )
+
+    def _repr_weight_prior(self) -> str:
+        # Shown only when not the default, so Dirichlet models print as they always did.
+        if self.weight_prior == WEIGHT_PRIORS[0]:
+            return ""
+        return f", weight_prior={self.weight_prior!r}"
 
     @property
     def parameter_dims(self) -> dict[str, list[str]]:
