@@ -283,6 +283,12 @@ def test_graph_cache_key_has_the_family_and_the_weight_prior():
         assert model_graph(_bayesian("full", weight_prior, **priors), X) is graph
     assert "sticks" in seen["dirichlet_process"].named_vars
     assert "sticks" not in seen["dirichlet_distribution"].named_vars
+    for family in FAMILIES[1:]:
+        graph = model_graph(_bayesian(family, "dirichlet_distribution", W0=_priors(family).W0,
+                                      **priors), X)
+        assert graph not in seen.values()
+        seen[family] = graph
+        assert NATIVE[family][0] in graph.named_vars
 
 
 def _graph_variables_minus_model_prior(family, model, exact) -> float:

@@ -3,7 +3,8 @@
 ADVI and NUTS cannot handle the categorical z, so both graphs use a marginalised mixture
 likelihood (``NormalMixture`` / a ``CustomDist``).  The graphs are *exactly* the closed-form
 models: same priors, same likelihood, same constants (checked in
-``tests/inference/test_pymc.py`` against ``model.log_joint``).
+``tests/inference/test_pymc.py`` and ``tests/inference/test_pymc_families.py`` against
+``model.log_joint``, up to the documented change of variables).
 
 :func:`model_graph` is the entry point.  Graphs are cached by value in the backend's one
 cache (:mod:`.cache`) under :class:`GraphKey` (model with concrete priors, data shape,
@@ -16,6 +17,26 @@ What the backend needs to know about a model family it asks the functions here, 
 :func:`functools.singledispatch` on the model type: a new family registers its graph
 builder (:func:`build_graph`) and, where the defaults do not fit, its concrete priors,
 ordered transform, starting points and sorted prior particles, next to its graph.
+
+Every ``BayesianGMM`` (one class for all covariance families and weight priors) is one
+graph composed of two parts, each chosen by a ``singledispatch`` on an object of the model:
+
+* the covariance part, :func:`covariance_part` of ``model.covariance_prior`` (the family
+  object of :mod:`gmmkit.models.covariance_family`): :data:`FULL` (K Wisharts by the
+  Bartlett construction), :data:`TIED` (one), :data:`DIAG` and :data:`SPHERICAL` (Gamma
+  precisions per component and dimension, or per component).  It creates the precisions,
+  the ``means`` and the deterministics ``covariances`` (K, D, D) and the family's native
+  parameter (``variances`` (K, D), ``variance`` (K,), ``covariance`` (D, D)), and says
+  how to start them from point estimates;
+* the weight part, :func:`weights_graph` of ``model.weight_distribution``
+  (:mod:`gmmkit.models.weights`): a Dirichlet ``weights``, or truncated stick-breaking
+  (``sticks_logit``, deterministics ``sticks`` (K - 1) and ``weights``).
+
+The graph's density is that of its own random variables, which differ from
+``BayesianGMM.log_prior``'s only for full and tied (the Bartlett variables (c, z) instead
+of Lambda) and for stick-breaking weights (the sticks' logits instead of pi): the tests
+add those log-Jacobians.  No Bayesian graph uses the ordered transform (the label
+symmetry stays; alignment handles it), so none needs sorted prior particles.
 """
 
 from __future__ import annotations
