@@ -374,7 +374,9 @@ def _check_canonical_draws(fit, family, weight_prior, n_draws):
     # ArviZ and the comparison layer take them: InferenceData with the canonical names,
     # and an aligned fit whose weights and means moved together.
     idata = fit.to_inference_data()
-    assert {"weights", "means", "covariances"} <= set(idata.posterior.data_vars)
+    assert {"weights", "means", "covariances", native} <= set(idata.posterior.data_vars)
+    if weight_prior == "dirichlet_process":
+        assert idata.posterior["sticks"].dims == ("chain", "draw", "stick")
     aligned = gmmkit.align(fit)
     moved = aligned.posterior.draw(0, None)
     for j in range(n_draws):
