@@ -600,3 +600,16 @@ def test_families_do_all_weight_maths_through_the_weight_prior(covariance, monke
     np.testing.assert_allclose(
         log_w, plain.posterior.log_importance_weights(X, 5, np.random.default_rng(0)),
         rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", RESTRICTED)
+def test_degrees_of_freedom_are_the_conjugate_updates(covariance):
+    """nu_k = nu0 + N_k (diag), nu0 + D N_k (spherical: D observations of the shared
+    precision per point), nu = nu0 + N (tied, not scikit-learn's nu0 + N/K)."""
+    X = _blobs(seed=20, n=150, d=3)
+    fit = _fit(BayesianGMM(3, covariance=covariance), X, seed=0)
+    q, model = fit.variational_params, fit.model
+    counts = q["beta"] - model.beta0
+    expected = {"diag": model.nu0 + counts, "spherical": model.nu0 + 3 * counts,
+                "tied": model.nu0 + X.shape[0]}[covariance]
+    np.testing.assert_allclose(q["nu"], expected, rtol=1e-12)
