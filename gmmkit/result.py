@@ -332,7 +332,10 @@ class Fit:
             loglik = self.model.pointwise_log_likelihood(observed, posterior)
         return _arviz.make_inference_data(
             posterior=posterior,
-            dims=self.model.parameter_dims,
+            # Draws on an axis of their own (the sticks of stick-breaking weights) keep it.
+            dims={**{name: list(d) for name, d in getattr(self.posterior, "param_dims",
+                                                           {}).items() if name in posterior},
+                  **self.model.parameter_dims},
             observed=observed,
             log_likelihood=loglik,
             fit_variables=self.fit_variables(),

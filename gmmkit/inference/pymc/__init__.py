@@ -2,7 +2,9 @@
 SMC on them, and their posteriors.
 
 * :mod:`.graphs`: the graph builders (a ``functools.singledispatch`` on the model type;
-  a new model family registers its builder there) and :func:`model_graph`;
+  a new model family registers its builder there; a ``BayesianGMM`` graph is composed
+  of a covariance part and a weight part, dispatched on its family and weight-prior
+  objects) and :func:`model_graph`;
 * :mod:`.cache`: the one bounded cache of graphs and compiled functions (``CACHE``);
 * :mod:`.advi`: :func:`fit_advi` (mean-field or full rank);
 * :mod:`.samplers`: :func:`fit_nuts`, :func:`fit_smc`;

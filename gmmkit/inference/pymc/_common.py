@@ -13,7 +13,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gmmkit._validation import check_positive
-from gmmkit.inference.pymc.graphs import graph_for, start_from_means, start_from_point_estimates
+from gmmkit.inference.pymc.graphs import (
+    OWN_AXIS_VARIABLES,
+    graph_for,
+    start_from_means,
+    start_from_point_estimates,
+)
 from gmmkit.result import Fit
 
 _POSITIVE_INTS = ("n_iter", "draws", "tune", "chains", "max_elbo_draws",
@@ -131,8 +136,13 @@ def quiet_pymc(progress: bool):
 
 
 def canonical_draws(model, posterior_group) -> dict[str, np.ndarray]:
-    return {name: np.asarray(posterior_group[name].values, dtype=float)
-            for name in model.parameter_dims}
+    """The draws a fit keeps, (chain, draw, ...) by name: every parameter of
+    ``model.parameter_dims`` (the canonical names, and the family's native parameter when
+    the model lists it), plus the variables on an axis of their own that the graph has
+    (the sticks of stick-breaking weights, :data:`OWN_AXIS_VARIABLES`)."""
+    names = [*model.parameter_dims,
+             *(name for name in OWN_AXIS_VARIABLES if name in posterior_group)]
+    return {name: np.asarray(posterior_group[name].values, dtype=float) for name in names}
 
 
 def log_k_factorial(model, used_ordered: bool) -> float:

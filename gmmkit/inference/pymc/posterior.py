@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from gmmkit.inference.pymc.cache import CACHE
-from gmmkit.inference.pymc.graphs import GraphKey, cached_graph
+from gmmkit.inference.pymc.graphs import OWN_AXIS_VARIABLES, GraphKey, cached_graph
 from gmmkit.models.gaussian import LOG_2PI
 from gmmkit.posterior import PosteriorKind
 
@@ -51,6 +51,26 @@ class DrawsPosterior:
         #: which is *exactly* log Z - log K! (the mixture is label-symmetric), so adding
         #: this gives the exchangeable model's log Z.
         self.log_k_factorial = float(log_k_factorial)
+
+    @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        """Dims of the draws, and of their ``params()`` summaries, that have no component
+        axis (the sticks of stick-breaking weights, a tied covariance): read by
+        ``Fit.fit_variables``, which otherwise puts a component axis first."""
+        own = {}
+        for name in self._draws:
+            dims = self.model.parameter_dims.get(name, OWN_AXIS_VARIABLES.get(name))
+            if dims is not None and "component" not in dims:
+                for key in (name, f"{name}_mean", f"{name}_sd"):
+                    own[key] = tuple(dims)
+        return own
+
+    @property
+    def shared_params(self) -> tuple[str, ...]:
+        """The ``params()``/``point_estimates`` entries shared by every component (no
+        component axis, e.g. a tied covariance), which label permutations leave alone."""
+        return tuple(name for name, dims in self.param_dims.items()
+                     if "feature" in dims)
 
     def _freeze(self) -> None:
         for value in (*self._draws.values(), *self.__dict__.get("_sample_stats", {}).values()):
