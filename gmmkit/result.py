@@ -213,12 +213,15 @@ class Fit:
         if self.kl_trace is not None:
             out["kl_trace"] = (("iteration",), np.asarray(self.kl_trace))
         shared = getattr(self.posterior, "shared_params", ())
+        # Parameters on an axis of their own (the K - 1 sticks of stick-breaking weights).
+        own_dims = getattr(self.posterior, "param_dims", {})
         for name, value in self.posterior.params().items():
             value = np.asarray(value, dtype=float)
             # Per-component parameters lead with the component axis; one shared by every
             # component (the tied covariance, (D, D)) has only feature axes.
             names = ("feature", "feature_bis") if name in shared else (
                 "component", "feature", "feature_bis")
+            names = own_dims.get(name, names)
             out[f"q_{name}"] = (names[: value.ndim], value)
         if len(self.time_trace) != len(self.elbo_trace):
             del out["time_trace"]

@@ -106,7 +106,9 @@ MODEL_OPTIONS = [
 ]
 PRIOR_OPTIONS = [
     click.option("--alpha0", type=float, default=None,
-                 help="Dirichlet concentration (bayesian) [default: 1/K]."),
+                 help="Weight concentration (bayesian): the Dirichlet's alpha0, or the "
+                      "stick-breaking gamma with --weight-prior dirichlet_process "
+                      "[default: 1/K]."),
     click.option("--beta0", type=float, default=1.0, show_default=True,
                  help="Scale of the mean's prior precision (bayesian)."),
     click.option("--nu0", type=float, default=None,
@@ -121,6 +123,11 @@ PRIOR_OPTIONS = [
     click.option("--covariance", type=click.Choice(["full", "diag", "spherical", "tied"]),
                  default="full", show_default=True,
                  help="Covariance family (gmm: all four; bayesian: full so far)."),
+    click.option("--weight-prior", type=click.Choice(["dirichlet_distribution",
+                                                      "dirichlet_process"]),
+                 default="dirichlet_distribution", show_default=True,
+                 help="Prior on the weights (bayesian): symmetric Dirichlet, or truncated "
+                      "stick-breaking, where K is only an upper bound on the components."),
 ]
 RUN_OPTIONS = [
     click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),

@@ -117,6 +117,7 @@ def compare(
     psis_draws: int, min_weight: float,
     log_likelihood: bool | None,
     out: str | None, force: bool, quiet: bool,
+    weight_prior: str = "dirichlet_distribution",
 ) -> None:
     """Fit DATA with several methods and compare them against a reference fit."""
     from gmmkit.api import fit as fit_model
@@ -142,6 +143,7 @@ def compare(
     model = build_model(
         model_name, components, X, alpha0=alpha0, beta0=beta0, nu0=nu0, prior_sd=prior_sd,
         obs_sd=obs_sd, reg_covar=reg_covar, covariance=covariance,
+        weight_prior=weight_prior,
     )
     check_methods_apply(
         method_list, methods_for(model), f"{model_name} ({type(model).__name__})"

@@ -75,6 +75,7 @@ def fit(
     learning_rate: float | None, target_accept: float | None, columns: str | None,
     labels: str | None, dropna: bool, standardize: bool, out: str | None, force: bool,
     quiet: bool,
+    weight_prior: str = "dirichlet_distribution",
 ) -> None:
     """Fit a mixture to DATA and write the fit, its trace and plots to --out."""
     from gmmkit.api import fit as fit_model
@@ -95,6 +96,7 @@ def fit(
     model = build_model(
         model_name, components, X, alpha0=alpha0, beta0=beta0, nu0=nu0, prior_sd=prior_sd,
         obs_sd=obs_sd, reg_covar=reg_covar, covariance=covariance,
+        weight_prior=weight_prior,
     )
     x = model.check_data(X)  # the shape the model's inference expects
     if not quiet:

@@ -7,6 +7,12 @@ q(z, pi, mu, Lambda) = q(z) q(pi) prod_k q(mu_k | Lambda_k) q(Lambda_k) with
     q(Lambda_k)           = Wishart(Lambda_k | W_k, nu_k)                  (10.59)
     q(z_n = k)            = r_nk ∝ rho_nk                                  (10.46, 10.49)
 
+With stick-breaking ("Dirichlet-process") weights q(pi) is instead q(v) = prod_{k<K}
+Beta(v_k | a_k, b_k) (Blei & Jordan 2006).  Everything about the weights goes through the
+model's ``weight_distribution`` (:mod:`gmmkit.models.weights`): the update of q(pi) from
+the counts N_k (10.58), E[ln pi_k] (10.66) and the weight terms of the bound (10.73 -
+10.76); the Gaussian-Wishart part does not depend on which weight prior it is.
+
 Implementation notes (why it is fast and stable):
 
 * The data are centred on their mean before fitting (and the prior mean with them); every
@@ -19,7 +25,7 @@ Implementation notes (why it is fast and stable):
   no loop visits single points.
 * The terms E[ln p(X|Z)] + E[ln p(Z|pi)] - E[ln q(Z)] of the bound collapse, for
   r = softmax(log rho), to sum_n logsumexp_k log rho_nk, which the E-step accumulates;
-  the rest of the bound depends only on (alpha, beta, m, W, nu).  The (N, K)
+  the rest of the bound depends only on (q(pi), beta, m, W, nu).  The (N, K)
   responsibilities are formed once, at the end.
 * Every update is in "raw moment" form (10.62 rewritten as W_k^-1 = W0^-1 + sum r x x^T +
   beta0 m0 m0^T - beta_k m_k m_k^T), so an empty component (N_k -> 0) falls back exactly
@@ -49,6 +55,7 @@ from gmmkit.models.bayesian import (
     normal_wishart_logpdf,
 )
 from gmmkit.models.gaussian import LOG_2PI, batched_log_likelihood, mahalanobis_sq
+from gmmkit.models.weights import WeightPrior, WeightsQ
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
@@ -70,7 +77,7 @@ class _Problem(NamedTuple):
     X: np.ndarray  # (N, D), centred
     X_t: np.ndarray  # (D, N), the same, points along the contiguous axis
     centre: np.ndarray  # (D,) added back to every mean
-    alpha0: float
+    weights: WeightPrior  # the prior on pi (Dirichlet or stick-breaking)
     beta0: float
     m0: np.ndarray  # (D,), centred
     W0_inv: np.ndarray  # (D, D)
@@ -106,7 +113,7 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
         X_t = np.ascontiguousarray(X_centred.T)
     return _Problem(
         X=X_centred, X_t=X_t, centre=centre,
-        alpha0=float(model.alpha0), beta0=float(model.beta0),
+        weights=model.weight_distribution, beta0=float(model.beta0),
         m0=np.asarray(model.m0, dtype=float) - centre, W0_inv=w0_inv_chol.T @ w0_inv_chol,
         log_det_W0=float(2.0 * np.log(np.diag(w0_chol)).sum()), nu0=float(model.nu0),
         iu=iu, n_features=n_features, phi=phi, w=w,
@@ -160,7 +167,7 @@ class VBState(NamedTuple):
     a state is exact without storing r.  ``m`` is in centred coordinates.
     """
 
-    alpha: np.ndarray  # (K,)      10.58
+    weights: WeightsQ  # q(pi)     10.58 (or q(v) for stick-breaking)
     beta: np.ndarray  # (K,)       10.60
     m: np.ndarray  # (K, D)        10.61
     W_inv_chol: np.ndarray  # (K, D, D) lower Cholesky factor of W_k^-1 (10.62)
@@ -176,7 +183,7 @@ class _Expectations(NamedTuple):
     e_log_pi: np.ndarray  # (K,)   E[ln pi_k]         10.66
 
 
-def _expectations(alpha, nu, W_inv_chol) -> _Expectations:
+def _expectations(weights: WeightsQ, nu, W_inv_chol) -> _Expectations:
     k, d, _ = W_inv_chol.shape
     inv_chol = np.empty_like(W_inv_chol)
     eye = np.eye(d)
@@ -186,7 +193,7 @@ def _expectations(alpha, nu, W_inv_chol) -> _Expectations:
     log_det_W = -2.0 * np.log(np.diagonal(W_inv_chol, axis1=1, axis2=2)).sum(axis=1)
     e_log_det = (digamma(0.5 * (nu[:, None] - np.arange(d))).sum(axis=1)
                  + d * np.log(2.0) + log_det_W)  # 10.65
-    e_log_pi = digamma(alpha) - digamma(alpha.sum())  # 10.66
+    e_log_pi = weights.expected_log_weights  # 10.66
     return _Expectations(W, log_det_W, e_log_det, e_log_pi)
 
 
@@ -261,10 +268,11 @@ def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
 
 
 def _m_step(prob: _Problem, stats: np.ndarray):
-    """q(pi), q(mu, Lambda) from the statistics of r (10.58, 10.60-10.63)."""
+    """q(pi), q(mu, Lambda) from the statistics of r (10.58, 10.60-10.63); q(pi) is a
+    :class:`~gmmkit.models.weights.WeightsQ`."""
     d = prob.X.shape[1]
     n_k, s1, s2 = _unpack_statistics(stats, d, prob.iu)
-    alpha = prob.alpha0 + n_k  # 10.58
+    weights = prob.weights.posterior(n_k)  # 10.58
     beta = prob.beta0 + n_k  # 10.60
     m = (prob.beta0 * prob.m0 + s1) / beta[:, None]  # 10.61
     # 10.62 as W_k^-1 = W0^-1 + N_k S_k + beta0 N_k/(beta0 + N_k) (xbar_k - m0)(xbar_k - m0)^T
@@ -283,14 +291,14 @@ def _m_step(prob: _Problem, stats: np.ndarray):
             "a W_k^-1 lost positive definiteness to rounding; rescale the data or use a "
             "larger W0^-1 (smaller W0)"
         ) from None
-    return alpha, beta, m, W_inv_chol, nu
+    return weights, beta, m, W_inv_chol, nu
 
 
-def _state(prob: _Problem, alpha, beta, m, W_inv_chol, nu) -> VBState:
-    ex = _expectations(alpha, nu, W_inv_chol)
+def _state(prob: _Problem, weights: WeightsQ, beta, m, W_inv_chol, nu) -> VBState:
+    ex = _expectations(weights, nu, W_inv_chol)
     coef = _log_rho_coefficients(beta, m, nu, ex, prob.iu)
     stats, lse_sum = _e_step(prob, coef)
-    return VBState(alpha, beta, m, W_inv_chol, nu, stats, lse_sum)
+    return VBState(weights, beta, m, W_inv_chol, nu, stats, lse_sum)
 
 
 def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Generator):
@@ -325,25 +333,17 @@ def step(prob: _Problem, state: VBState) -> VBState:
 _log_B = log_wishart_normaliser  # ln B(W, nu), Bishop B.79
 
 
-def _log_C(alpha):
-    """ln C(alpha), the Dirichlet normaliser (B.23)."""
-    return gammaln(np.sum(alpha)) - np.sum(gammaln(alpha))
-
-
-def _parameter_terms(prob: _Problem, alpha, beta, m, nu, ex: _Expectations) -> float:
+def _parameter_terms(prob: _Problem, weights: WeightsQ, beta, m, nu, ex: _Expectations) -> float:
     """E[ln p(pi)] + E[ln p(mu, Lambda)] - E[ln q(pi)] - E[ln q(mu, Lambda)]
     (10.73 + 10.74 - 10.76 - 10.77), every constant included."""
     k, d = m.shape
-    beta0, nu0, alpha0 = prob.beta0, prob.nu0, prob.alpha0
+    beta0, nu0 = prob.beta0, prob.nu0
     diff = m - prob.m0
     maha = np.einsum("ka,kab,kb->k", diff, ex.W, diff)
     trace = np.einsum("ab,kba->k", prob.W0_inv, ex.W)
-    # E[ln p(pi)] - E[ln q(pi)] (10.73 - 10.76) in one piece, sum_k (alpha0 - alpha_k)
-    # E[ln pi_k].  Separately, both terms carry (alpha0 - 1) E[ln pi_k] ~ -1/alpha0 for an
-    # emptied component, which with alpha0 = 1e-30 cancels to no digit at all (an "ELBO"
-    # above the evidence); alpha0 - alpha_k = -N_k is accurate to eps relative.
-    pi_terms = (_log_C(np.full(k, alpha0)) - _log_C(alpha)
-                + np.sum((alpha0 - alpha) * ex.e_log_pi))  # 10.73 - 10.76
+    # E[ln p(pi)] - E[ln q(pi)] (10.73 - 10.76), computed by q(pi) in one piece so that
+    # the ~ -1/alpha0 terms of an emptied component cancel algebraically.
+    pi_terms = weights.bound_terms()
     log_p_mu_lambda = (  # 10.74
         0.5 * np.sum(d * np.log(beta0 / (2 * np.pi)) + ex.e_log_det - d * beta0 / beta
                      - beta0 * nu * maha)
@@ -365,8 +365,9 @@ def elbo(prob: _Problem, state: VBState) -> float:
     For r = softmax(log rho), 10.71 + 10.72 - 10.75 = sum_n logsumexp_k log rho_nk, the
     state's ``lse_sum``; the other terms need only the variational parameters.
     """
-    ex = _expectations(state.alpha, state.nu, state.W_inv_chol)
-    return state.lse_sum + _parameter_terms(prob, state.alpha, state.beta, state.m, state.nu, ex)
+    ex = _expectations(state.weights, state.nu, state.W_inv_chol)
+    return state.lse_sum + _parameter_terms(prob, state.weights, state.beta, state.m, state.nu,
+                                            ex)
 
 
 def elbo_at(model: BayesianGMM, X, params: dict[str, np.ndarray]) -> float:
@@ -378,8 +379,11 @@ def elbo_at(model: BayesianGMM, X, params: dict[str, np.ndarray]) -> float:
         Data-dependent priors are resolved against ``X``.
     X : array_like, shape (N, D)
     params : dict
-        Bishop's notation: ``alpha`` (K,), ``beta`` (K,), ``m`` (K, D), ``W`` (K, D, D),
-        ``nu`` (K,); e.g. ``Fit.variational_params`` or scikit-learn's fitted attributes.
+        Bishop's notation: q(pi)'s parameters (``alpha`` (K,) for Dirichlet weights,
+        ``stick_a``, ``stick_b`` (K - 1,) for stick-breaking ones: the model's
+        ``weight_distribution.q_from_params``), ``beta`` (K,), ``m`` (K, D),
+        ``W`` (K, D, D), ``nu`` (K,); e.g. ``Fit.variational_params`` or scikit-learn's
+        fitted attributes.
 
     Returns
     -------
@@ -392,7 +396,8 @@ def elbo_at(model: BayesianGMM, X, params: dict[str, np.ndarray]) -> float:
     W = np.asarray(params["W"], dtype=float)
     W_inv = np.linalg.inv(W)
     state = _state(
-        prob, np.asarray(params["alpha"], dtype=float), np.asarray(params["beta"], dtype=float),
+        prob, model.weight_distribution.q_from_params(params),
+        np.asarray(params["beta"], dtype=float),
         np.asarray(params["m"], dtype=float) - prob.centre,
         np.linalg.cholesky(0.5 * (W_inv + np.swapaxes(W_inv, 1, 2))),
         np.asarray(params["nu"], dtype=float),
@@ -406,16 +411,18 @@ class BishopPosterior:
 
     kind = PosteriorKind.CLOSED_FORM_Q
 
-    def __init__(self, model: BayesianGMM, centre, alpha, beta, m, W_inv_chol, nu) -> None:
+    def __init__(self, model: BayesianGMM, centre, weights: WeightsQ, beta, m, W_inv_chol,
+                 nu) -> None:
         self.model = model
         self.n_components = model.n_components
         self._centre = np.array(centre, dtype=float)
-        self.alpha = np.array(alpha, dtype=float)
+        #: q(pi) (:class:`~gmmkit.models.weights.WeightsQ`), frozen like the arrays below.
+        self.weights = weights
         self.beta = np.array(beta, dtype=float)
         self._m_centred = np.array(m, dtype=float)
         self._W_inv_chol = np.array(W_inv_chol, dtype=float)
         self.nu = np.array(nu, dtype=float)
-        self._ex = _expectations(self.alpha, self.nu, self._W_inv_chol)
+        self._ex = _expectations(self.weights, self.nu, self._W_inv_chol)
         self._d = self._m_centred.shape[1]
 
     @property
@@ -423,21 +430,26 @@ class BishopPosterior:
         return self._m_centred + self._centre
 
     @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        """Dims of the q(pi) parameters without a component axis (the sticks)."""
+        return self.weights.param_dims
+
+    @property
     def W(self) -> np.ndarray:
         return self._ex.W.copy()
 
     def params(self) -> dict[str, np.ndarray]:
-        return {"alpha": self.alpha.copy(), "beta": self.beta.copy(), "m": self.m,
+        return {**self.weights.params(), "beta": self.beta.copy(), "m": self.m,
                 "W": self.W, "nu": self.nu.copy()}
 
     def point_estimates(self) -> dict[str, np.ndarray]:
-        """E[pi_k] = alpha_k / sum(alpha); E[mu_k] = m_k; covariances (nu_k W_k)^-1 =
-        E[Lambda_k]^-1, scikit-learn's ``covariances_`` (E[Lambda_k^-1] is infinite for
-        nu_k <= D + 1, e.g. an empty component with the default nu0 = D)."""
+        """E[pi_k] (alpha_k / sum(alpha) for Dirichlet weights); E[mu_k] = m_k; covariances
+        (nu_k W_k)^-1 = E[Lambda_k]^-1, scikit-learn's ``covariances_`` (E[Lambda_k^-1] is
+        infinite for nu_k <= D + 1, e.g. an empty component with the default nu0 = D)."""
         covariances = np.einsum(
             "kba,kca->kbc", self._W_inv_chol, self._W_inv_chol
         ) / self.nu[:, None, None]
-        return {"weights": self.alpha / self.alpha.sum(), "means": self.m,
+        return {"weights": self.weights.mean_weights, "means": self.m,
                 "covariances": covariances}
 
     def log_responsibilities(self, x: np.ndarray) -> np.ndarray:
@@ -452,7 +464,7 @@ class BishopPosterior:
     def log_predictive(self, x: np.ndarray) -> np.ndarray:
         """log p(x | X), the Student-t mixture (10.81-10.82), shape (N,):
 
-        p(x | X) = sum_k (alpha_k / alpha_hat) St(x | m_k, L_k, nu_k + 1 - D),
+        p(x | X) = sum_k E[pi_k] St(x | m_k, L_k, nu_k + 1 - D),
         L_k = (nu_k + 1 - D) beta_k / (1 + beta_k) W_k.
         """
         xc = np.asarray(x, dtype=float) - self._centre
@@ -466,20 +478,16 @@ class BishopPosterior:
         log_det_L = d * np.log(scale) + self._ex.log_det_W
         log_t = (gammaln(0.5 * (dof + d)) - gammaln(0.5 * dof) + 0.5 * log_det_L
                  - 0.5 * d * np.log(dof * np.pi) - 0.5 * (dof + d) * np.log1p(maha / dof))
-        log_w = np.log(self.alpha) - np.log(self.alpha.sum())
-        return logsumexp(log_w + log_t, axis=1)
+        return logsumexp(self.weights.log_mean_weights + log_t, axis=1)
 
     def _draw_components(self, n_draws: int, rng: np.random.Generator):
-        """pi ~ Dir(alpha); Lambda_k ~ W(W_k, nu_k) by Bartlett; mu_k ~ N(m_k, (beta_k
-        Lambda_k)^-1).  Returns weights (S, K), means (S, K, D) and F (S, K, D, D), the
+        """pi ~ q(pi); Lambda_k ~ W(W_k, nu_k) by Bartlett; mu_k ~ N(m_k, (beta_k
+        Lambda_k)^-1).  Returns log weights (S, K), means (S, K, D) and F (S, K, D, D), the
         lower-triangular factor with Lambda = F F^T."""
         k, d = self.n_components, self._d
-        # Dirichlet via log-Gamma variates, Gamma(a) = Gamma(a + 1) U^(1/a): with a small
-        # alpha_k (a pruned component) the weight underflows to 0 in linear space, but its
-        # log stays finite, which the importance weights need.
-        log_gamma = (np.log(rng.standard_gamma(self.alpha + 1.0, size=(n_draws, k)))
-                     + np.log(rng.random((n_draws, k))) / self.alpha)
-        log_weights = log_gamma - logsumexp(log_gamma, axis=1, keepdims=True)
+        # Log weights: with a pruned component the weight underflows to 0 in linear space,
+        # but its log stays finite, which the importance weights need.
+        log_weights = self.weights.draw_log_weights(n_draws, rng)
         chol_W = np.linalg.cholesky(self._ex.W)  # (K, D, D) lower
         a = np.zeros((n_draws, k, d, d))
         dof = self.nu[None, :, None] - np.arange(d)[None, None, :]
@@ -506,20 +514,24 @@ class BishopPosterior:
         return {"weights": np.exp(log_weights), "log_weights": log_weights, "means": means,
                 "covariances": covariances}
 
-    def component_log_q(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    def component_log_q(self, draws: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """Draw s's component j under q's factor k (PRML 10.55-10.59), shape (S, K, K):
-        Dir(pi | alpha) prod_k N(mu_k | m_k, (beta_k Lambda_k)^-1) W(Lambda_k | W_k, nu_k)
-        on the draws' (weights, means, covariances), up to the Dirichlet's normaliser,
-        which does not change under relabelling."""
+        q(pi) prod_k N(mu_k | m_k, (beta_k Lambda_k)^-1) W(Lambda_k | W_k, nu_k) on the
+        draws' (weights, means, covariances), the weight part as q(pi)'s
+        ``component_log_density`` (for the Dirichlet exact up to its normaliser, which
+        does not change under relabelling).  None when q(pi) does not factorise over the
+        components (stick-breaking): the draws are then weighed against q itself."""
         k, d = self.n_components, self._d
         weights = np.asarray(draws["weights"]).reshape(-1, k)
+        log_q_weights = self.weights.component_log_density(np.log(np.maximum(weights, 1e-300)))
+        if log_q_weights is None:
+            return None
         means = np.asarray(draws["means"]).reshape(-1, k, d)
         covs = np.asarray(draws["covariances"]).reshape(-1, k, d, d)
         # Draw s's component j (axis 1) under factor k (axis 2), by broadcasting.
         log_nw = normal_wishart_logpdf(means[:, :, None], covs[:, :, None], self.m,
                                        self.beta, self._ex.W, self.nu)
-        log_dirichlet = (self.alpha - 1.0) * np.log(np.maximum(weights, 1e-300))[:, :, None]
-        return log_nw + log_dirichlet
+        return log_nw + log_q_weights
 
     def log_importance_weights(
         self, x: np.ndarray, n_draws: int, rng: np.random.Generator
@@ -530,8 +542,8 @@ class BishopPosterior:
         draws = self._draw_flat(n_draws, rng)  # the same stream as draw(n_draws, rng)
         log_p = self.model.log_prior(draws) + batched_log_likelihood(
             x, draws["weights"], draws["means"], draws["covariances"]).sum(axis=-1)
-        # Dirichlet (B.16) on log weights: finite even where a weight underflows to 0.
-        log_q = (_log_C(self.alpha) + draws["log_weights"] @ (self.alpha - 1.0)
+        # q(pi) on log weights: finite even where a weight underflows to 0.
+        log_q = (self.weights.log_density(draws["log_weights"])
                  + normal_wishart_logpdf(draws["means"], draws["covariances"], self.m,
                                          self.beta, self._ex.W, self.nu).sum(axis=-1))
         return log_p - log_q
@@ -574,7 +586,7 @@ def fit_vb(
             label="VB",
         )
     state = run.state
-    ex = _expectations(state.alpha, state.nu, state.W_inv_chol)
+    ex = _expectations(state.weights, state.nu, state.W_inv_chol)
     coef = _log_rho_coefficients(state.beta, state.m, state.nu, ex, prob.iu)
     responsibilities = np.empty((X.shape[0], model.n_components))
     _e_step(prob, coef, out=responsibilities)
@@ -582,7 +594,7 @@ def fit_vb(
     del prob  # frees the kept features before Fit copies the (N, K) responsibilities
     return fit_from_run(
         run, method=method, model=model, data=X,
-        posterior=BishopPosterior(model, centre, state.alpha, state.beta, state.m,
+        posterior=BishopPosterior(model, centre, state.weights, state.beta, state.m,
                                   state.W_inv_chol, state.nu),
         responsibilities=responsibilities, seed=seed, sample_weight=sample_weight,
     )

@@ -9,6 +9,10 @@ components.
 
 The Wishart is parametrised as in Bishop (B.78): E[Lambda] = nu W.
 
+With ``weight_prior="dirichlet_process"`` the weights are truncated stick-breaking instead,
+v_k ~ Beta(1, alpha0) (k < K), v_K = 1, pi_k = v_k prod_{j<k} (1 - v_j) (Blei & Jordan
+2006; :mod:`gmmkit.models.weights`).
+
 Data-dependent defaults (used when a prior is left as ``None``; :meth:`BayesianGMM.resolve`
 fills them in from the data, and every fit records the resolved model):
 
@@ -33,7 +37,7 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg
-from scipy.special import gammaln, multigammaln
+from scipy.special import multigammaln
 
 from gmmkit._validation import (
     check_choice,
@@ -44,7 +48,7 @@ from gmmkit._validation import (
 )
 from gmmkit.models.base import MixtureData, check_enumerable, enumerate_assignments
 from gmmkit.models.mixture import COVARIANCE_TYPES, GaussianMixture
-from gmmkit.models.weights import DirichletWeights, WeightPrior
+from gmmkit.models.weights import DirichletWeights, StickBreakingWeights, WeightPrior
 
 __all__ = ["WEIGHT_PRIORS", "BayesianGMM", "normal_wishart_log_marginal", "normal_wishart_logpdf"]
 
@@ -52,7 +56,6 @@ _LOG_PI = np.log(np.pi)
 _PLANNED_COVARIANCE_TYPES = ("diag", "spherical", "tied")
 #: Priors on the mixing weights (scikit-learn's ``weight_concentration_prior_type``).
 WEIGHT_PRIORS = ("dirichlet_distribution", "dirichlet_process")
-_PLANNED_WEIGHT_PRIORS = ("dirichlet_process",)
 #: Relative ridge added to the data covariance for the default W0 (see module doc).
 _DEFAULT_RIDGE = 1e-6
 
@@ -135,7 +138,9 @@ class BayesianGMM:
         K >= 1.  Superfluous components are switched off by the fit when ``alpha0`` is
         small (their E[pi_k] goes to ~0).
     alpha0 : float, optional
-        Symmetric Dirichlet concentration, > 0.  Default 1 / K.
+        Weight concentration, > 0.  Default 1 / K.  The symmetric Dirichlet's alpha0, or
+        with ``weight_prior="dirichlet_process"`` the stick-breaking concentration gamma
+        (v_k ~ Beta(1, gamma); :class:`~gmmkit.models.weights.StickBreakingWeights`).
     beta0 : float
         Scale of the mean's prior precision, > 0.  Default 1.
     m0 : array_like, shape (D,), optional
@@ -147,6 +152,9 @@ class BayesianGMM:
         Wishart degrees of freedom, > D - 1.  Default D.
     covariance : {"full"}
         Covariance structure; "diag", "spherical" and "tied" are planned.
+    weight_prior : {"dirichlet_distribution", "dirichlet_process"}
+        pi ~ Dir(alpha0 1_K), or truncated stick-breaking weights with concentration
+        alpha0 (Blei & Jordan 2006), K being then an upper bound on the components used.
 
     Notes
     -----
@@ -171,9 +179,6 @@ class BayesianGMM:
                 f"covariance {self.covariance!r} is not implemented yet; expected 'full'"
             )
         check_choice("covariance", self.covariance, COVARIANCE_TYPES)
-        if self.weight_prior in _PLANNED_WEIGHT_PRIORS:
-            raise ValueError(f"weight_prior {self.weight_prior!r} is not implemented yet; "
-                             "expected 'dirichlet_distribution'")
         check_choice("weight_prior", self.weight_prior, WEIGHT_PRIORS)
         if self.alpha0 is not None:
             set_(self, "alpha0", check_positive("alpha0", self.alpha0))
@@ -261,6 +266,8 @@ class BayesianGMM:
         if self.alpha0 is None:
             raise ValueError("weight_distribution needs a concrete alpha0: pass alpha0 or "
                              "call model.resolve(X) first")
+        if self.weight_prior == "dirichlet_process":
+            return StickBreakingWeights(self.n_components, float(self.alpha0))
         return DirichletWeights(self.n_components, float(self.alpha0))
 
     def check_data(
@@ -341,19 +348,17 @@ class BayesianGMM:
         weights = np.asarray(params["weights"], dtype=float)
         means = np.asarray(params["means"], dtype=float)
         covs = np.asarray(params["covariances"], dtype=float)
-        k = self.n_components
-        alpha0, beta0, nu0 = self.alpha0, self.beta0, self.nu0
-        # Dirichlet (B.16) in log space; ``log_weights``, when given, avoids log(0) for a
-        # weight that underflowed (a pruned component's draws).
+        beta0, nu0 = self.beta0, self.nu0
+        # The weight prior's density in log space; ``log_weights``, when given, avoids
+        # log(0) for a weight that underflowed (a pruned component's draws).
         if "log_weights" in params:
             log_w = np.asarray(params["log_weights"], dtype=float)
         else:
             with np.errstate(divide="ignore"):
                 log_w = np.log(weights)
-        log_dir = (gammaln(k * alpha0) - k * gammaln(alpha0)
-                   + np.sum((alpha0 - 1.0) * log_w, axis=-1))
+        log_p_weights = self.weight_distribution.log_prior(log_w)
         log_nw = normal_wishart_logpdf(means, covs, self.m0, beta0, self.W0, nu0)
-        return log_dir + np.sum(log_nw, axis=-1)
+        return log_p_weights + np.sum(log_nw, axis=-1)
 
     def log_joint(self, X: Any, params: dict[str, Any]) -> np.ndarray:
         """log p(X, pi, mu, Lambda) with z summed out and every constant included.
@@ -379,7 +384,9 @@ class BayesianGMM:
 
         For each assignment, p(X | z) is a product over clusters of closed-form
         Normal-Wishart marginal likelihoods (:func:`normal_wishart_log_marginal`), and
-        p(z) is the Dirichlet-multinomial probability of the sequence z.  Data-dependent
+        p(z) is the probability of the sequence z with the weights integrated out
+        (Dirichlet-multinomial, or the truncated stick-breaking product of Beta functions:
+        ``weight_distribution.log_marginal_counts``).  Data-dependent
         priors are resolved against X first.
 
         The evidence is invariant to translating the data and m0 together, so both are
@@ -400,7 +407,7 @@ class BayesianGMM:
         k = self.n_components
         check_enumerable(n, k)
         model = self.resolve(X)
-        alpha0 = model.alpha0
+        weight_distribution = model.weight_distribution
         centre = X.mean(axis=0)
         X = X - centre
         m0 = model.m0 - centre
@@ -408,11 +415,6 @@ class BayesianGMM:
         # Blocks of assignments small enough that the (B, N, K, D) deviations from the
         # cluster means stay around 2e6 floats.
         chunk = max(1, 2_000_000 // (n * k * d))
-        # Dirichlet-multinomial p(z) = Gamma(K a)/Gamma(N + K a) prod_k Gamma(n_k + a)/Gamma(a)
-        # with the integer counts as rising factorials, ln Gamma(a + c) - ln Gamma(a) =
-        # sum_{j<c} ln(a + j): differences of gammaln lose every digit for a large alpha0.
-        rising = np.concatenate([[0.0], np.cumsum(np.log(alpha0 + np.arange(n)))])
-        rising_total = float(np.sum(np.log(k * alpha0 + np.arange(n))))
         blocks = []
         for z in enumerate_assignments(n, k, chunk=chunk):
             onehot = (z[:, :, None] == np.arange(k)).astype(float)  # (B, N, K)
@@ -427,8 +429,7 @@ class BayesianGMM:
             log_lik = normal_wishart_log_marginal(
                 counts, s1, None, model.beta0, m0, model.W0, model.nu0, scatter=scatter
             ).sum(axis=1)
-            log_prior_z = (np.sum(rising[counts.astype(int)], axis=1)
-                           - rising_total)
+            log_prior_z = weight_distribution.log_marginal_counts(counts.astype(int))
             blocks.append(log_lik + log_prior_z)
         values = np.concatenate(blocks)
         top = values.max()
@@ -445,7 +446,7 @@ class BayesianGMM:
         n = check_int("n", n, 1)
         rng = np.random.default_rng(seed)
         k, d = self.n_components, self.m0.shape[0]
-        weights = rng.dirichlet(np.full(k, self.alpha0))
+        weights = self.weight_distribution.sample(rng)
         from scipy import stats
 
         precisions = np.atleast_3d(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from gmmkit._validation import check_choice
-from gmmkit.models.bayesian import BayesianGMM
+from gmmkit.models.bayesian import WEIGHT_PRIORS, BayesianGMM
 from gmmkit.models.mixture import GaussianMixture
 from gmmkit.models.protocol import Model
 from gmmkit.models.univariate import UnivariateGMM
@@ -45,6 +45,7 @@ def build_model(
     kind: str, n_components: int, X: Any, *, alpha0: float | None = None,
     beta0: float = 1.0, nu0: float | None = None, prior_sd: float | None = None,
     obs_sd: float = 1.0, reg_covar: float = 1e-6, covariance: str = "full",
+    weight_prior: str = "dirichlet_distribution",
 ) -> Model:
     """The model of ``kind`` with its prior options; ``None`` priors take the defaults.
 
@@ -62,9 +63,16 @@ def build_model(
         GaussianMixture covariance regularisation.
     covariance : {"full", "diag", "spherical", "tied"}
         Covariance family of the gmm model (the bayesian model refuses all but "full").
+    weight_prior : {"dirichlet_distribution", "dirichlet_process"}
+        Prior on the bayesian model's weights: symmetric Dirichlet, or truncated
+        stick-breaking with concentration ``alpha0``; the other models have none.
     """
     check_choice("model", kind, MODEL_KINDS)
     model_type = MODEL_KINDS[kind]
+    check_choice("weight_prior", weight_prior, WEIGHT_PRIORS)
+    if model_type is not BayesianGMM and weight_prior != WEIGHT_PRIORS[0]:
+        raise ValueError(f"weight_prior {weight_prior!r} applies to the bayesian model only, "
+                         f"got model {kind!r} (its weights have no prior)")
     if model_type is UnivariateGMM:
         X = np.asarray(X, dtype=float)
         if X.ndim == 2 and X.shape[1] != 1:
@@ -77,5 +85,5 @@ def build_model(
         return UnivariateGMM(n_components, prior_sd=prior_sd, obs_sd=obs_sd)
     if model_type is BayesianGMM:
         return BayesianGMM(n_components, alpha0=alpha0, beta0=beta0, nu0=nu0,
-                           covariance=covariance)
+                           covariance=covariance, weight_prior=weight_prior)
     return GaussianMixture(n_components, covariance=covariance, reg_covar=reg_covar)

@@ -290,7 +290,7 @@ def test_vb_data_terms_scale_with_the_weights():
     w = np.random.default_rng(0).uniform(0.1, 2.0, X.shape[0])
     fit = quiet_fit(BayesianGMM(3), X, "cavi", seed=1, max_iter=5)
     post, model = fit.posterior, fit.model
-    ex = vb._expectations(post.alpha, post.nu, post._W_inv_chol)
+    ex = vb._expectations(post.weights, post.nu, post._W_inv_chol)
 
     def e_step(weights):
         prob = vb._problem(model, X, weights)
