@@ -84,3 +84,23 @@ def test_parse_components():
     assert parse_components("2,5") == [2, 5]
     with pytest.raises(ValueError, match="-k"):
         parse_components("")
+
+
+def test_select_weight_priors_jobs_and_cv_restarts(blobs_csv, tmp_path):
+    out = tmp_path / "sel"
+    result = CliRunner().invoke(cli, [
+        "select", str(blobs_csv), "-k", "2..3", "--model", "bayesian", "--covariance",
+        "full", "--weight-prior", "dirichlet_distribution", "--criteria", "bound,cv",
+        "--n-init", "1", "--cv-n-init", "2", "--jobs", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "table.csv")
+    assert set(table["weight_prior"]) == {"dirichlet_distribution"}
+    assert list(table["n_components"]) == [2, 3]
+    assert table["cv_se"].gt(0).all() and table["symmetry"].notna().all()
+
+
+def test_select_loo_without_a_sampler_names_the_option(blobs_csv, tmp_path):
+    result = CliRunner().invoke(cli, ["select", str(blobs_csv), "--criteria", "loo",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "--method bayesian=" in result.output and "posterior draws" in result.output
