@@ -235,8 +235,14 @@ class BayesianGMM:
         return (
             f"BayesianGMM(n_components={self.n_components}, alpha0={fmt(self.alpha0)}, "
             f"beta0={fmt(self.beta0)}, m0={fmt(self.m0)}, W0={fmt(self.W0)}, "
-            f"nu0={fmt(self.nu0)})"
+            f"nu0={fmt(self.nu0)}{self._repr_weight_prior()})"
         )
+
+    def _repr_weight_prior(self) -> str:
+        # Shown only when not the default, so Dirichlet models print as they always did.
+        if self.weight_prior == WEIGHT_PRIORS[0]:
+            return ""
+        return f", weight_prior={self.weight_prior!r}"
 
     #: Canonical posterior variables and their dims after (chain, draw).
     parameter_dims = GaussianMixture.parameter_dims

@@ -496,6 +496,7 @@ def test_bishop_log_q_matches_scipy_densities():
 
     from gmmkit.inference.vb import BishopPosterior
     from gmmkit.models import BayesianGMM
+    from gmmkit.models.weights import DirichletQ
 
     rng = np.random.default_rng(4)
     k, d, s = 3, 2, 5
@@ -514,7 +515,8 @@ def test_bishop_log_q_matches_scipy_densities():
     draws = {"weights": weights[None], "means": means[None], "covariances": covs[None]}
     # q with these parameters; W is stored as the Cholesky factor of W^-1.
     posterior = BishopPosterior(
-        BayesianGMM(k), np.zeros(d), params["alpha"], params["beta"], params["m"],
+        BayesianGMM(k), np.zeros(d), DirichletQ(params["alpha"], 1.0), params["beta"],
+        params["m"],
         np.linalg.cholesky(np.linalg.inv(params["W"])), params["nu"])
     matrix = posterior.component_log_q(draws)
     log_norm = stats.dirichlet(params["alpha"]).logpdf(np.full(k, 1 / k)) - np.sum(
