@@ -17,7 +17,7 @@ from gmmkit.cli.common import (
     show_progress,
     split_list,
 )
-from gmmkit.inference.methods import NUTS
+from gmmkit.inference.methods import NUTS, SMC
 
 SELECT_EPILOG = f"""\b
 Examples:
@@ -50,6 +50,8 @@ Criteria (see gmmkit.comparisons.selection):
   cv     held-out log predictive density, --folds-fold CV, with its se (all; higher)
   loo    PSIS-LOO elpd with its se and Pareto k-hat (sampler fits only, e.g.
          --method bayesian={NUTS.name}; higher is better)
+  evidence  log evidence estimated by the sampler, with its se (--method
+         bayesian={SMC.name}, small data; higher is better)
 
 \b
 Writes to --out: table.csv (one row per candidate), best.json (the choice per
@@ -114,7 +116,8 @@ def parse_methods(value: str | None) -> dict[str, str] | None:
               help="Comma-separated weight priors of the bayesian model: "
                    "dirichlet_distribution, dirichlet_process [default: both].")
 @click.option("--criteria", default="bound,bic,aic,icl,cv", show_default=True,
-              help="Comma-separated criteria: bound, exact, bic, aic, icl, cv, loo.")
+              help="Comma-separated criteria: bound, exact, bic, aic, icl, cv, loo, "
+                   "evidence.")
 @click.option("--method", "methods", default=None,
               help="MODEL=METHOD pairs, e.g. bayesian=" + NUTS.name + " for loo "
                    "[default: the closed-form method of each model].")

@@ -88,6 +88,11 @@ when no candidate has posterior draws raises.  The Pareto k-hat diagnostics are 
 table (``loo_khat_max``, ``loo_n_high_khat``: points above ArviZ's threshold) and in
 ``Selection.notes``.  It is off by default (sampling is slow).
 
+``"evidence"`` (higher is better; sampler fits).  The log evidence the method itself
+estimates, with its standard error over chains: SMC's ``Fit.log_evidence`` (of the
+exchangeable model), for ``methods={"bayesian": SMC.name}``; NaN for samplers that give
+none (NUTS).  Slow: small data only.
+
 Speed
 -----
 The candidates' fits and their cross-validation folds are independent jobs; with
@@ -187,6 +192,8 @@ CRITERIA: Mapping[str, Criterion] = MappingProxyType({c.name: c for c in (
     Criterion("icl", False, "BIC + 2 x entropy of the responsibilities", _POINT),
     Criterion("cv", True, "held-out log predictive density, K-fold", None, has_se=True),
     Criterion("loo", True, "PSIS-LOO elpd (posterior draws only)",
+              (PosteriorKind.SAMPLER_DRAWS,), has_se=True),
+    Criterion("evidence", True, "log evidence estimated by the sampler (SMC)",
               (PosteriorKind.SAMPLER_DRAWS,), has_se=True),
 )})
 DEFAULT_CRITERIA = ("bound", "bic", "aic", "icl", "cv")
@@ -568,6 +575,11 @@ def _score(job: _Job, fitted: Fit, X: np.ndarray, kind: PosteriorKind) -> _Outco
         info = _information(fitted, X)
         row.update(log_likelihood=info["log_likelihood"], n_parameters=info["n_parameters"])
         row.update({c: info[c] for c in ("bic", "aic", "icl") if c in chosen})
+    if "evidence" in chosen and CRITERIA["evidence"].applies(kind):
+        # NaN for a sampler that gives no evidence (NUTS); SMC's is already that of the
+        # exchangeable model (the ordered transform's ln K! is put back by the sampler).
+        row["evidence"] = float(fitted.log_evidence)
+        row["evidence_se"] = float(fitted.log_evidence_se)
     if "loo" in chosen and CRITERIA["loo"].applies(kind):
         loo_row = _loo(fitted)
         good_k = loo_row.pop("loo_good_k")
@@ -703,8 +715,8 @@ def select(
         "dirichlet_process" (default: every one the model implements).
         Maximum-likelihood families always have "none".
     criteria : str or sequence of str
-        From :data:`CRITERIA`: "bound", "exact", "bic", "aic", "icl", "cv", "loo"
-        (module docstring: assumptions and sign conventions).
+        From :data:`CRITERIA`: "bound", "exact", "bic", "aic", "icl", "cv", "loo",
+        "evidence" (module docstring: assumptions and sign conventions).
     n_init : int
         Restarts of each full-data fit (the best objective is kept).
     seed : int, Generator or None

@@ -488,6 +488,7 @@ _CRITERION_LABELS = {
     "icl": "ICL = BIC + 2 x entropy",
     "cv": "held-out log predictive density (nats)",
     "loo": "PSIS-LOO elpd (nats)",
+    "evidence": "log evidence estimated by SMC (nats)",
 }
 
 

@@ -49,3 +49,34 @@ def test_loo_on_nuts_candidates_reports_elpd_se_and_k_hat():
         flagged = [note for note in sel.notes if f"K={k}:" in note and "k-hat" in note]
         assert bool(flagged) == (row["loo_n_high_khat"] > 0), (k, sel.notes)
     assert sel.best["loo"] is not None
+
+
+def test_evidence_needs_a_sampler_and_is_noted_otherwise():
+    x = np.random.default_rng(0).standard_normal((30, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = select(x, [1, 2], models="bayesian", covariance="full",
+                     weight_prior="dirichlet_distribution", criteria=("bound", "evidence"),
+                     n_jobs=1)
+    assert sel.table["evidence"].isna().all() and sel.best["evidence"] is None
+    assert any("'evidence' applies to none" in note for note in sel.notes)
+
+
+@pytest.mark.slow
+def test_smc_evidence_agrees_with_the_exact_evidence_on_tiny_data():
+    """N = 8 in two tight groups, K in {1, 2}: SMC's log evidence (2 chains x 300 draws)
+    is within 0.5 nats + 4 se of the enumeration, and both pick K = 2."""
+    x = np.array([-5.1, -4.9, -5.0, -5.2, 5.0, 5.2, 4.8, 5.1])[:, None]
+    prior = {"bayesian": {"m0": [0.0], "W0": [[1.0]], "nu0": 2.0, "beta0": 0.04}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = select(x, [1, 2], models="bayesian", covariance="full",
+                     weight_prior="dirichlet_distribution", alpha0=1.0,
+                     criteria=("evidence", "exact"), methods={"bayesian": SMC.name},
+                     model_options=prior, n_jobs=1, seed=2,
+                     fit_options={"draws": 300, "chains": 2})
+    t = sel.table.set_index("n_components")
+    assert np.isfinite(t["evidence"]).all() and (t["evidence_se"] >= 0).all()
+    np.testing.assert_array_less(np.abs(t["evidence"] - t["exact"]),
+                                 0.5 + 4 * t["evidence_se"])
+    assert sel.best["evidence"].n_components == sel.best["exact"].n_components == 2
