@@ -481,13 +481,14 @@ def fit_figures(result: Fit, feature_names: Sequence[str] | None = None) -> dict
 
 # ----------------------------------------------------------------------------- selection
 _CRITERION_LABELS = {
-    "bound": "ELBO + ln K!/(K - K_live)! (nats)",
+    "bound": "ELBO + label-symmetry correction (nats)",
     "exact": "exact log evidence (nats)",
     "bic": "BIC = -2 ln L + p ln N",
     "aic": "AIC = -2 ln L + 2p",
     "icl": "ICL = BIC + 2 x entropy",
     "cv": "held-out log predictive density (nats)",
     "loo": "PSIS-LOO elpd (nats)",
+    "evidence": "log evidence estimated by SMC (nats)",
 }
 
 

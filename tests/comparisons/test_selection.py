@@ -15,6 +15,8 @@ from gmmkit.comparisons.selection import (
     symmetry_correction,
 )
 from gmmkit.inference.methods import CAVI, EM
+from gmmkit.models.bayesian import WEIGHT_PRIORS as BAYESIAN_WEIGHT_PRIORS
+from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.mixture import COVARIANCE_TYPES, NATIVE_COVARIANCE_NAMES
 
 
@@ -41,10 +43,11 @@ def three_blobs():
 def test_corrected_bound_peaks_at_two_on_old_faithful(faithful):
     """Bishop PRML Fig. 10.7: alpha0 = 1, the bound + ln K! peaks at K = 2."""
     sel = quiet_select(faithful, range(1, 10), models="bayesian", alpha0=1.0,
+                       covariance="full", weight_prior="dirichlet_distribution",
                        criteria="bound", seed=0)
     bound = sel.table.set_index("n_components")["bound"]
     assert bound.idxmax() == 2
-    assert sel.best["bound"] == Candidate("bayesian", 2, "full", "dirichlet")
+    assert sel.best["bound"] == Candidate("bayesian", 2, "full", "dirichlet_distribution")
     assert sel.higher_is_better["bound"] is True
     # Every K beyond 2 is clearly below the peak (not a near tie).
     assert (bound.loc[3:] < bound.loc[2] - 1.0).all()
@@ -61,6 +64,7 @@ def test_pruned_components_do_not_make_the_bound_rise(faithful):
     by ln(K!/2) ~ 12 nats at K = 9.
     """
     sel = quiet_select(faithful, range(1, 10), models="bayesian", alpha0=1e-3,
+                       covariance="full", weight_prior="dirichlet_distribution",
                        criteria="bound", seed=0)
     t = sel.table.set_index("n_components")
     assert (t.loc[2:, "k_live"] == 2).all()
@@ -90,6 +94,7 @@ def test_bound_choice_agrees_with_exact_evidence_on_tiny_data(alpha0):
     x = np.array([-5.1, -4.9, -5.0, 5.0, 5.2, 4.8])[:, None]
     prior = {"bayesian": {"m0": [0.0], "W0": [[1.0]], "nu0": 2.0, "beta0": 0.04}}
     sel = quiet_select(x, range(1, 5), models="bayesian", alpha0=alpha0,
+                       covariance="full", weight_prior="dirichlet_distribution",
                        criteria=("bound", "exact"), n_init=5, seed=0, model_options=prior)
     t = sel.table.set_index("n_components")
     assert np.isfinite(t["exact"]).all()
@@ -141,7 +146,7 @@ def test_bic_aic_match_scikit_learn(faithful, covariance):
 # --------------------------------------------------------------------- every criterion
 def test_every_criterion_picks_three_on_three_separated_clusters(three_blobs):
     sel = quiet_select(three_blobs, range(1, 6), criteria=("bound", "bic", "aic", "icl", "cv"),
-                       seed=0)
+                       covariance="full", weight_prior="dirichlet_distribution", seed=0)
     for criterion, best in sel.best.items():
         assert best is not None and best.n_components == 3, criterion
     t = sel.table
@@ -152,8 +157,9 @@ def test_every_criterion_picks_three_on_three_separated_clusters(three_blobs):
     gmm = t[t["model"] == "gmm"]
     assert bayes["bic"].isna().all() and gmm["bound"].isna().all()
     assert np.isfinite(t["cv"]).all() and (t["cv_se"] > 0).all()
-    assert set(sel.fits) == {Candidate(m, k, "full", p) for m, p in
-                             (("bayesian", "dirichlet"), ("gmm", "none")) for k in range(1, 6)}
+    assert set(sel.fits) == {
+        Candidate(m, k, "full", p) for k in range(1, 6)
+        for m, p in (("bayesian", "dirichlet_distribution"), ("gmm", "none"))}
 
 
 # --------------------------------------------------------------------- cross-validation
@@ -197,9 +203,13 @@ def test_loo_is_refused_on_variational_and_point_candidates(three_blobs):
     ({"criteria": ("bic", "bayes")}, "criteria"),
     ({"criteria": ()}, "criteria"),
     ({"covariance": ("full", "banded")}, "covariance"),
-    ({"covariance": "banded", "models": "bayesian"}, "covariance"),
+    ({"weight_prior": "dirichlet_process", "models": "gmm"}, "weight_prior"),
+    ({"weight_prior": "none", "models": "bayesian"}, "weight_prior"),
     ({"models": ("gmm", "univariate")}, "models"),
-    ({"weight_prior": "dirichlet_process"}, "weight_prior"),
+    ({"weight_prior": "dirichlet"}, "weight_prior"),
+    ({"n_jobs": 0}, "n_jobs"),
+    ({"cv_n_init": 0}, "cv_n_init"),
+    ({"model_options": {"bayesian": {"weight_prior": "dirichlet_process"}}}, "model_options"),
     ({"n_init": 0}, "n_init"),
     ({"n_folds": 1}, "n_folds"),
     ({"alpha0": -1.0}, "alpha0"),
@@ -217,13 +227,23 @@ def test_arguments_are_validated_by_name(kwargs, message):
         select(x, **{"n_components": [1, 2], **kwargs})
 
 
-def test_bayesian_covariance_families_are_candidates_too(three_blobs):
+def test_families_are_what_the_models_accept_and_the_rest_is_noted(three_blobs):
+    """Covariance and weight prior are passed to the model: the candidates are exactly
+    the families BayesianGMM and GaussianMixture construct, the others are notes."""
     sel = quiet_select(three_blobs[:100], [1, 2], covariance=("full", "diag"),
                        criteria="bic", seed=0)
-    families = set(zip(sel.table["model"], sel.table["covariance"], strict=True))
-    assert families == {("bayesian", "full"), ("bayesian", "diag"), ("gmm", "full"),
-                        ("gmm", "diag")}
-    assert not any("not implemented" in note for note in sel.notes)
+    families = set(zip(sel.table["model"], sel.table["covariance"],
+                       sel.table["weight_prior"], strict=True))
+    bayesian = set()
+    for covariance in ("full", "diag"):
+        for prior in BAYESIAN_WEIGHT_PRIORS:
+            try:
+                BayesianGMM(2, covariance=covariance, weight_prior=prior)
+            except ValueError:
+                assert any(covariance in note and prior in note for note in sel.notes)
+            else:
+                bayesian.add(("bayesian", covariance, prior))
+    assert families == bayesian | {("gmm", "full", "none"), ("gmm", "diag", "none")}
 
 
 def test_selection_is_plain_frozen_data(three_blobs):
@@ -249,8 +269,9 @@ def test_selection_figures_have_titles_labels_and_error_bars(three_blobs):
             assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     cv_ax = plot_selection(sel, "cv").axes[0]
     assert "higher is better" in cv_ax.get_ylabel()
-    # One errorbar container per family (bayesian and gmm, full and diag), with bars.
-    assert len(cv_ax.containers) == 4
+    # One errorbar container per family, with bars.
+    n_families = len(sel.table.groupby(["model", "covariance", "weight_prior"]))
+    assert n_families >= 3 and len(cv_ax.containers) == n_families
     assert all(c.has_yerr for c in cv_ax.containers)
     bic_ax = plot_bic(sel).axes[0]
     assert "lower is better" in bic_ax.get_ylabel() and "-2 ln L" in bic_ax.get_ylabel()
