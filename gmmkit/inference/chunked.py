@@ -66,6 +66,7 @@ from gmmkit.inference.loop import coordinate_ascent, fit_from_run, initial_means
 from gmmkit.inference.methods import CAVI, EM, KMEANS, Method
 from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.mixture import GaussianMixture
+from gmmkit.models.normal_wishart import FULL
 from gmmkit.models.univariate import UnivariateGMM
 from gmmkit.result import Fit
 
@@ -358,8 +359,14 @@ def _(model: UnivariateGMM, method: Method):
 def _(model: BayesianGMM, method: Method):
     if method is not CAVI:
         return chunked_backend.dispatch(object)(model, method)
-    # Another covariance family's VB plugs in here with its own module (same interface
-    # as gmmkit.inference.vb, see fit_vb_family).
+    if model.covariance_prior is not FULL:
+        # diag, spherical and tied have their own VB modules without the per-chunk
+        # interface yet: refuse rather than fit the full model's VB to them.
+        raise ValueError(
+            f"BayesianGMM(covariance={model.covariance!r}) does not take a Dask array yet "
+            "(only covariance='full' does); compute the array into memory (x.compute()), or "
+            "use GaussianMixture, whose EM and k-means take Dask arrays for every family"
+        )
     return functools.partial(fit_vb_family, vb)
 
 
