@@ -74,17 +74,19 @@ def test_the_accepted_families_include_bishops_model():
                          ids=[f"{c}-{p}" for c, p in FAMILIES])
 def test_bound_and_cv_pick_three_for_every_bayesian_family(three_blobs, covariance,
                                                            weight_prior):
-    """The bound picks K = 3.  Beyond K = 3 the fits switch the extra components off, so
-    their posterior predictives are the K = 3 one to within ~0.1 nats of held-out
-    density (against a cv_se of ~30): CV must pick a fit with 3 live components and
-    K = 3 must be within 1 nat of its choice, while K = 2 is hundreds of nats below."""
+    """The bound picks K = 3.  Beyond K = 3 the fits switch the extra components off, or
+    (tied covariance with stick-breaking weights) keep a fourth live component that
+    splits a cluster without changing the predictive: either way their held-out density
+    is the K = 3 one to within ~0.1 nats (against a cv_se of ~20), a tie.  So CV must
+    pick a fit with at least 3 live components, K = 3 must be within 1 nat of its
+    choice, and K = 2 must be hundreds of nats below."""
     sel = quiet_select(three_blobs, range(1, 6), models="bayesian", covariance=covariance,
                        weight_prior=weight_prior, criteria=("bound", "cv"), seed=0)
     t = sel.table.set_index("n_components")
     assert len(t) == 5 and (t["weight_prior"] == weight_prior).all()
     assert sel.best["bound"] == Candidate("bayesian", 3, covariance, weight_prior)
     cv_choice = sel.best["cv"].n_components
-    assert t.loc[cv_choice, "k_live"] == 3
+    assert t.loc[cv_choice, "k_live"] >= 3
     assert t.loc[3, "cv"] >= t.loc[cv_choice, "cv"] - 1.0
     assert t.loc[2, "cv"] < t.loc[3, "cv"] - 100
     assert (t["cv_se"] > 0).all()
