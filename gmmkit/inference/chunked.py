@@ -56,17 +56,20 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 from functools import singledispatch
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from gmmkit._validation import check_lazy_data, check_lazy_sample_weight, is_lazy_array
-from gmmkit.inference import cavi, em, vb
+from gmmkit.inference import cavi, em, vb, vb_diag, vb_tied
 from gmmkit.inference.loop import coordinate_ascent, fit_from_run, initial_means
 from gmmkit.inference.methods import CAVI, EM, KMEANS, Method
 from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.mixture import GaussianMixture
-from gmmkit.models.normal_wishart import FULL
+from gmmkit.models.normal_gamma import NormalGammaFamily
+from gmmkit.models.normal_wishart import FullNormalWishart
+from gmmkit.models.tied_wishart import TiedWishartFamily
 from gmmkit.models.univariate import UnivariateGMM
 from gmmkit.result import Fit
 
@@ -359,15 +362,32 @@ def _(model: UnivariateGMM, method: Method):
 def _(model: BayesianGMM, method: Method):
     if method is not CAVI:
         return chunked_backend.dispatch(object)(model, method)
-    if model.covariance_prior is not FULL:
-        # diag, spherical and tied have their own VB modules without the per-chunk
-        # interface yet: refuse rather than fit the full model's VB to them.
-        raise ValueError(
-            f"BayesianGMM(covariance={model.covariance!r}) does not take a Dask array yet "
-            "(only covariance='full' does); compute the array into memory (x.compute()), or "
-            "use GaussianMixture, whose EM and k-means take Dask arrays for every family"
-        )
-    return functools.partial(fit_vb_family, vb)
+    return functools.partial(fit_vb_family, vb_family_module(model.covariance_prior))
+
+
+@singledispatch
+def vb_family_module(covariance_prior: Any) -> ModuleType:
+    """The VB module (per-chunk interface of :func:`fit_vb_family`) of a Bayesian
+    covariance family, by the type of ``BayesianGMM.covariance_prior``."""
+    raise ValueError(
+        f"BayesianGMM covariance prior {type(covariance_prior).__name__} has no chunked VB; "
+        "compute the array into memory (x.compute())"
+    )
+
+
+@vb_family_module.register
+def _(covariance_prior: FullNormalWishart) -> ModuleType:
+    return vb
+
+
+@vb_family_module.register
+def _(covariance_prior: NormalGammaFamily) -> ModuleType:  # diag and spherical
+    return vb_diag
+
+
+@vb_family_module.register
+def _(covariance_prior: TiedWishartFamily) -> ModuleType:
+    return vb_tied
 
 
 @chunked_backend.register
@@ -429,32 +449,38 @@ def _centred_columns(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.subtract(x.T, centre[:, None], out=np.empty((x.shape[1], x.shape[0])))
 
 
-def _vb_chunk(x, w, offset, statistics, centre, coef, iu):
-    return statistics(_centred_columns(x, centre), w, coef, iu)
+def _vb_chunk(x, w, offset, statistics, centre, coef, layout):
+    return statistics(_centred_columns(x, centre), w, coef, layout)
 
 
-def _vb_hard_chunk(x, w, offset, hard_statistics, centre, seeds, iu, n_features):
-    return hard_statistics(_centred_columns(x, centre), w, seeds, iu, n_features)
+def _vb_hard_chunk(x, w, offset, hard_statistics, centre, seeds, layout, n_features):
+    return hard_statistics(_centred_columns(x, centre), w, seeds, layout, n_features)
 
 
 def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str,
                   tol: float, max_iter: int, progress: bool, method: str,
                   sample_weight: Any = None) -> Fit:
     """Bishop's VB on a Dask array of shape (N, D), for the covariance family whose
-    in-memory VB is the module ``family`` (:mod:`gmmkit.inference.vb` for full).
+    in-memory VB is the module ``family`` (:func:`vb_family_module`:
+    :mod:`gmmkit.inference.vb` for full, :mod:`~gmmkit.inference.vb_diag` for diag and
+    spherical, :mod:`~gmmkit.inference.vb_tied` for tied).
 
     The per-chunk-statistics interface a family module provides (its in-memory fit uses
     the same functions on all the data at once):
 
-    * ``problem_from_centre(model, centre)`` -> ``prob``: the data-free constants (priors
-      in centred coordinates, ``prob.centre``, ``prob.iu``, ``prob.n_features``);
-    * ``hard_statistics(X_t, w, seeds, iu, n_features)`` -> (K, p) statistics of the
+    * ``problem_from_moments(model, centre, scatter, total_weight)`` -> ``prob``: the
+      data-free constants from the streamed moments (priors in centred coordinates,
+      ``prob.centre``, ``prob.layout``, what a chunk's features need, and
+      ``prob.n_features``);
+    * ``hard_statistics(X_t, w, seeds, layout, n_features)`` -> (K, p) statistics of the
       nearest-seed assignment of one chunk of centred points ``X_t`` (D, n);
     * ``m_step(prob, stats)`` -> the variational parameters (a tuple);
     * ``e_step_coefficients(prob, *params)`` -> what ``chunk_statistics`` needs;
-    * ``chunk_statistics(X_t, w, coef, iu)`` -> ((K, p) statistics, lse_sum) of a chunk;
-    * ``VBState(*params, stats, lse_sum)``, ``elbo(prob, state)``, and
-      ``BishopPosterior(model, centre, *params)``.
+    * ``chunk_statistics(X_t, w, coef, layout)`` -> ((K, p) statistics, lse_sum) of a
+      chunk;
+    * ``state_from_pass(prob, params, stats, lse_sum)`` -> the state (tied adds there the
+      bound's term common to every component), ``elbo(prob, state)``, and
+      ``Posterior(model, centre, *params)``.
     """
     from threadpoolctl import threadpool_limits
 
@@ -465,19 +491,19 @@ def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int,
     # The sample covariance with ddof 1 in the total weight, as BayesianGMM.resolve.
     model = model.resolve_from_moments(moments.mean, moments.scatter / (moments.weight - 1.0),
                                        data.n_rows)
-    prob = family.problem_from_centre(model, moments.mean)
+    prob = family.problem_from_moments(model, moments.mean, moments.scatter, moments.weight)
 
     def state_at(params):
         coef = family.e_step_coefficients(prob, *params)
         stats, lse_sum = run_pass(data, _vb_chunk, family.chunk_statistics, prob.centre, coef,
-                                   prob.iu)
-        return family.VBState(*params, stats, lse_sum)
+                                   prob.layout)
+        return family.state_from_pass(prob, params, stats, lse_sum)
 
     def init_state(rng):
         xs, ws = _sample(data, rng)
         seeds = initial_means(xs - prob.centre, model.n_components, init, rng, ws)
         stats = run_pass(data, _vb_hard_chunk, family.hard_statistics, prob.centre, seeds,
-                         prob.iu, prob.n_features)
+                         prob.layout, prob.n_features)
         return state_at(family.m_step(prob, stats))
 
     # One BLAS thread, as in memory (fit_vb): the blocked GEMMs are too small to share.
@@ -488,7 +514,7 @@ def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int,
             n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label="VB",
         )
     params = run.state[: -2]  # the state is (*params, stats, lse_sum)
-    posterior = family.BishopPosterior(model, prob.centre, *params)
+    posterior = family.Posterior(model, prob.centre, *params)
     return fit_from_run(
         run, method=method, model=model, data=data.source_x, posterior=posterior,
         responsibilities=lazy_responsibilities(data.source_x, posterior), seed=seed,

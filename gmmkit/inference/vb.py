@@ -67,6 +67,7 @@ from gmmkit.result import Fit
 
 __all__ = [
     "BishopPosterior",
+    "Posterior",
     "VBState",
     "chunk_statistics",
     "e_step_coefficients",
@@ -77,6 +78,8 @@ __all__ = [
     "init_state",
     "m_step",
     "problem_from_centre",
+    "problem_from_moments",
+    "state_from_pass",
     "state_from_statistics",
     "step",
 ]
@@ -99,6 +102,12 @@ class _Problem(NamedTuple):
     n_features: int  # p = 1 + D + D(D+1)/2
     phi: np.ndarray | None  # (p, N) features of every point, when cheap enough to keep
     w: np.ndarray | None = None  # (N,) frequency weights; None: every point counts once
+
+    @property
+    def layout(self):
+        """What :func:`chunk_statistics` and :func:`hard_statistics` need to form a
+        chunk's features: the upper-triangle indices of x x^T."""
+        return self.iu
 
 
 def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
@@ -139,6 +148,14 @@ def problem_from_centre(model: BayesianGMM, centre: np.ndarray) -> _Problem:
         log_det_W0=float(2.0 * np.log(np.diag(w0_chol)).sum()), nu0=float(model.nu0),
         iu=iu, n_features=1 + d + iu[0].size, phi=None, w=None,
     )
+
+
+def problem_from_moments(model: BayesianGMM, centre: np.ndarray, scatter: np.ndarray,
+                         total_weight: float) -> _Problem:
+    """The problem of the chunked driver (:mod:`gmmkit.inference.chunked`) from the
+    streamed moments: the (weighted) mean ``centre`` (D,); the scatter (D, D) and the total
+    weight are not needed by the full family (its statistics carry sum r x x^T)."""
+    return problem_from_centre(model, centre)
 
 
 #: Keep the (p, N) features when p <= this * (D + K) and they fit in _KEEP_FEATURES_BYTES.
@@ -358,6 +375,12 @@ def m_step(prob: _Problem, stats: np.ndarray):
     """``(q(pi), beta, m, W_inv_chol, nu)`` from r's statistics (K, p) (10.58-10.63);
     :class:`RestartFailed` when a W_k^-1 is not positive definite."""
     return _m_step(prob, stats)
+
+
+def state_from_pass(prob: _Problem, params: tuple, stats: np.ndarray, lse_sum: float
+                    ) -> VBState:
+    """The state of ``params`` from the summed results of :func:`chunk_statistics`."""
+    return VBState(*params, stats, lse_sum)
 
 
 def _state(prob: _Problem, weights: WeightsQ, beta, m, W_inv_chol, nu) -> VBState:
@@ -625,6 +648,10 @@ class BishopPosterior:
                  + normal_wishart_logpdf(draws["means"], draws["covariances"], self.m,
                                          self.beta, self._ex.W, self.nu).sum(axis=-1))
         return log_p - log_q
+
+
+#: The posterior class under the name the chunked driver uses for every family.
+Posterior = BishopPosterior
 
 
 # ----------------------------------------------------------------------------- fit

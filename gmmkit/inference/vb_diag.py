@@ -61,11 +61,19 @@ from gmmkit.result import Fit
 __all__ = [
     "NormalGammaPosterior",
     "NormalGammaVBState",
+    "Posterior",
     "blocked_e_step",
+    "chunk_statistics",
+    "e_step_coefficients",
     "elbo",
     "elbo_at",
     "fit_vb_diag",
+    "hard_block_statistics",
+    "hard_statistics",
     "init_state",
+    "m_step",
+    "problem_from_moments",
+    "state_from_pass",
     "step",
     "weight_component_log_q",
 ]
@@ -134,6 +142,31 @@ def blocked_e_step(
     return np.ascontiguousarray(stats.T), lse_sum
 
 
+def hard_block_statistics(
+    X_t: np.ndarray, features: Callable[[int, int], np.ndarray], centres: np.ndarray,
+    w: np.ndarray | None, n_features: int,
+) -> np.ndarray:
+    """sum_n w_n z_nk phi(x_n), shape (K, p), for z the one-hot assignment of every
+    centred point of ``X_t`` (D, n) to the nearest of ``centres`` (K, D) (Euclidean), in
+    blocks of points: the statistics of the initial state, for one chunk (or all) of the
+    points.  ``features(start, stop)`` -> phi of those points, (p, B)."""
+    n_components = centres.shape[0]
+    n = X_t.shape[1]
+    stats = np.zeros((n_features, n_components))
+    block = min(block_size(n_components, n_features), n)
+    sq_centres = np.einsum("kd,kd->k", centres, centres)
+    components = np.arange(n_components)[:, None]
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        f = features(start, stop)
+        labels = np.argmin(sq_centres[:, None] - 2.0 * centres @ X_t[:, start:stop], axis=0)
+        one_hot = (labels == components).T.astype(float)
+        if w is not None:
+            one_hot *= w[start:stop, None]
+        stats += f @ one_hot
+    return np.ascontiguousarray(stats.T)
+
+
 @singledispatch
 def weight_component_log_q(q: WeightsQ, log_weights: np.ndarray) -> np.ndarray | None:
     """The weight part of ``component_log_q``: M[s, j, k] with ln q(pi permuted) =
@@ -157,7 +190,8 @@ def weights_q_from_beta(prior: WeightPrior, beta: np.ndarray, beta0: float) -> W
 class _Problem(NamedTuple):
     """Everything about (model, data) that does not change between iterations."""
 
-    X_t: np.ndarray  # (D, N) centred, points along the contiguous axis
+    X_t: np.ndarray | None  # (D, N) centred, points along the contiguous axis (None when
+    # the data are streamed in chunks)
     centre: np.ndarray  # (D,)
     weights: WeightPrior
     beta0: float
@@ -166,6 +200,15 @@ class _Problem(NamedTuple):
     nu0: float
     spherical: bool
     w: np.ndarray | None  # (N,) frequency weights
+
+    @property
+    def layout(self) -> bool:
+        """What :func:`chunk_statistics` needs to form a chunk's features: spherical?"""
+        return self.spherical
+
+    @property
+    def n_features(self) -> int:
+        return _n_features(self.m0.shape[0], self.spherical)
 
 
 def _n_features(d: int, spherical: bool) -> int:
@@ -192,6 +235,19 @@ def _features(xb_t: np.ndarray, spherical: bool, out: np.ndarray | None = None
 def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
     centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
     X_t = np.ascontiguousarray((X - centre).T)
+    return _problem_from_centre(model, centre, X_t, w)
+
+
+def problem_from_moments(model: BayesianGMM, centre: np.ndarray, scatter: np.ndarray,
+                         total_weight: float) -> _Problem:
+    """The data-free problem of the chunked driver (:mod:`gmmkit.inference.chunked`): the
+    (resolved) priors in coordinates centred on the streamed mean ``centre`` (D,); the
+    scatter and total weight are not needed (the statistics carry sum r x^2)."""
+    return _problem_from_centre(model, np.asarray(centre, dtype=float), None, None)
+
+
+def _problem_from_centre(model: BayesianGMM, centre: np.ndarray, X_t: np.ndarray | None,
+                         w: np.ndarray | None) -> _Problem:
     return _Problem(
         X_t=X_t, centre=centre, weights=model.weight_distribution, beta0=float(model.beta0),
         m0=np.asarray(model.m0, dtype=float) - centre,
@@ -205,7 +261,12 @@ def _feature_source(prob: _Problem, n_components: int) -> Callable[[int, int], n
     features cost 2 N D flops per pass against the 4 N D K of the two GEMMs, and not
     keeping the (p, N) array keeps the fit's memory at that of a few (N, D) and (N, K)
     arrays (benchmarks/bench_vb.py)."""
-    X_t, spherical = prob.X_t, prob.spherical
+    return _column_features(prob.X_t, prob.spherical, n_components)
+
+
+def _column_features(X_t: np.ndarray, spherical: bool, n_components: int
+                     ) -> Callable[[int, int], np.ndarray]:
+    """``features(start, stop)``: phi of the points (columns) start..stop of ``X_t``."""
     p = _n_features(X_t.shape[0], spherical)
     buffer = np.empty((p, min(block_size(n_components, p), X_t.shape[1])))
 
@@ -267,10 +328,45 @@ def _m_step(prob: _Problem, stats: np.ndarray):
     return q_weights, beta, m, 1.0 / W_inv, nu
 
 
+def m_step(prob: _Problem, stats: np.ndarray):
+    """``(q(pi), beta, m, W, nu)`` from r's statistics (K, 1 + D + G) (module docstring);
+    :class:`RestartFailed` when a W_kg^-1 is not positive."""
+    return _m_step(prob, stats)
+
+
+def e_step_coefficients(prob: _Problem, q_weights: WeightsQ, beta, m, W, nu) -> np.ndarray:
+    """C (p, K) of ln rho_nk = phi(x_n) . C[:, k] at these parameters."""
+    return _log_rho_coefficients(q_weights, beta, m, W, nu, prob.spherical)
+
+
+def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray,
+                     spherical: bool) -> tuple[np.ndarray, float]:
+    """The E-step fused with the statistics of r over one chunk of centred points ``X_t``
+    (D, n) with weights ``w`` (n,) or None: ``(stats (K, p), lse_sum)`` as
+    :func:`blocked_e_step`.  The one per-iteration pass, shared by the in-memory fit (one
+    chunk: all the data) and the chunked driver (:mod:`gmmkit.inference.chunked`, one
+    call per Dask chunk, the results summed), so both run the same arithmetic."""
+    features = _column_features(X_t, spherical, coef.shape[1])
+    return blocked_e_step(X_t.shape[1], features, coef, w)
+
+
+def hard_statistics(X_t: np.ndarray, w: np.ndarray | None, centres: np.ndarray,
+                    spherical: bool, n_features: int) -> np.ndarray:
+    """(K, p) statistics of the nearest-of-``centres`` (K, D) assignment of one chunk of
+    centred points ``X_t`` (D, n) (:func:`hard_block_statistics`)."""
+    features = _column_features(X_t, spherical, centres.shape[0])
+    return hard_block_statistics(X_t, features, centres, w, n_features)
+
+
+def state_from_pass(prob: _Problem, params: tuple, stats: np.ndarray, lse_sum: float
+                    ) -> NormalGammaVBState:
+    """The state of ``params`` from the summed results of :func:`chunk_statistics`."""
+    return NormalGammaVBState(*params, stats, lse_sum)
+
+
 def _state(prob: _Problem, q_weights, beta, m, W, nu) -> NormalGammaVBState:
-    coef = _log_rho_coefficients(q_weights, beta, m, W, nu, prob.spherical)
-    stats, lse_sum = blocked_e_step(prob.X_t.shape[1], _feature_source(prob, beta.shape[0]),
-                                    coef, prob.w)
+    coef = e_step_coefficients(prob, q_weights, beta, m, W, nu)
+    stats, lse_sum = chunk_statistics(prob.X_t, prob.w, coef, prob.spherical)
     return NormalGammaVBState(q_weights, beta, m, W, nu, stats, lse_sum)
 
 
@@ -279,23 +375,9 @@ def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Gene
     """Hard-assign every point to the nearest of K seeds (kmeans++ or random points),
     take the M-step of those one-hot responsibilities, then the E-step."""
     X_t = prob.X_t
-    n = X_t.shape[1]
     centres = initial_means(np.ascontiguousarray(X_t.T), n_components, init, rng, prob.w)
-    p = X_t.shape[0] + 1 + prob.W0.shape[0]
-    stats = np.zeros((p, n_components))
-    block = min(block_size(n_components, p), n)
-    sq_centres = np.einsum("kd,kd->k", centres, centres)
-    components = np.arange(n_components)[:, None]
-    source = _feature_source(prob, n_components)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        f = source(start, stop)
-        labels = np.argmin(sq_centres[:, None] - 2.0 * centres @ X_t[:, start:stop], axis=0)
-        one_hot = (labels == components).T.astype(float)
-        if prob.w is not None:
-            one_hot *= prob.w[start:stop, None]
-        stats += f @ one_hot
-    return _state(prob, *_m_step(prob, np.ascontiguousarray(stats.T)))
+    stats = hard_statistics(X_t, prob.w, centres, prob.spherical, prob.n_features)
+    return _state(prob, *_m_step(prob, stats))
 
 
 def step(prob: _Problem, state: NormalGammaVBState) -> NormalGammaVBState:
@@ -481,6 +563,10 @@ class NormalGammaPosterior:
         log_q = (self.q_weights.log_density(draws["log_weights"])
                  + self._log_q_parameters(draws["means"], native).sum(axis=-1))
         return log_p - log_q
+
+
+#: The posterior class under the name the chunked driver uses for every family.
+Posterior = NormalGammaPosterior
 
 
 # ----------------------------------------------------------------------------- fit

@@ -46,6 +46,7 @@ from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run
 from gmmkit.inference.vb_diag import (
     block_size,
     blocked_e_step,
+    hard_block_statistics,
     weight_component_log_q,
     weights_q_from_beta,
 )
@@ -57,13 +58,14 @@ from gmmkit.models.weights import WeightPrior, WeightsQ
 from gmmkit.posterior import PosteriorKind
 from gmmkit.result import Fit
 
-__all__ = ["TiedPosterior", "TiedVBState", "elbo", "elbo_at", "fit_vb_tied", "init_state",
-           "step"]
+__all__ = ["Posterior", "TiedPosterior", "TiedVBState", "chunk_statistics",
+           "e_step_coefficients", "elbo", "elbo_at", "fit_vb_tied", "hard_statistics",
+           "init_state", "m_step", "problem_from_moments", "state_from_pass", "step"]
 
 
 # ----------------------------------------------------------------------------- setup
 class _Problem(NamedTuple):
-    phi: np.ndarray  # (1 + D, N): [1, x] with x centred
+    phi: np.ndarray | None  # (1 + D, N): [1, x] with x centred (None when streamed)
     centre: np.ndarray  # (D,)
     scatter: np.ndarray  # (D, D) sum_n w_n x_n x_n^T (centred)
     n_total: float  # sum_n w_n
@@ -75,6 +77,15 @@ class _Problem(NamedTuple):
     nu0: float
     w: np.ndarray | None
 
+    @property
+    def layout(self) -> None:
+        """What :func:`chunk_statistics` needs to form a chunk's features [1, x]: nothing."""
+        return None
+
+    @property
+    def n_features(self) -> int:
+        return 1 + self.m0.shape[0]
+
 
 def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
     centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
@@ -84,11 +95,27 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
     phi[1:] = (X - centre).T
     xc_t = phi[1:]
     scatter = xc_t @ xc_t.T if w is None else (xc_t * w) @ xc_t.T
+    return _problem_from(model, centre, scatter, float(n if w is None else w.sum()), phi, w)
+
+
+def problem_from_moments(model: BayesianGMM, centre: np.ndarray, scatter: np.ndarray,
+                         total_weight: float) -> _Problem:
+    """The data-free problem of the chunked driver (:mod:`gmmkit.inference.chunked`) from
+    the streamed moments: the (weighted) mean ``centre`` (D,), the scatter about it
+    sum_n w_n (x_n - centre)(x_n - centre)^T (D, D) and the total weight sum_n w_n, which
+    the shared precision's update (W^-1, nu) and the common term of the bound need."""
+    return _problem_from(model, np.asarray(centre, dtype=float),
+                         np.asarray(scatter, dtype=float), float(total_weight), None, None)
+
+
+def _problem_from(model: BayesianGMM, centre: np.ndarray, scatter: np.ndarray,
+                  n_total: float, phi: np.ndarray | None, w: np.ndarray | None) -> _Problem:
+    d = centre.shape[0]
     w0_chol = np.linalg.cholesky(model.W0)
     w0_inv_chol = linalg.solve_triangular(w0_chol, np.eye(d), lower=True)
     return _Problem(
         phi=phi, centre=centre, scatter=0.5 * (scatter + scatter.T),
-        n_total=float(n if w is None else w.sum()), weights=model.weight_distribution,
+        n_total=n_total, weights=model.weight_distribution,
         beta0=float(model.beta0), m0=np.asarray(model.m0, dtype=float) - centre,
         W0_inv=w0_inv_chol.T @ w0_inv_chol,
         log_det_W0=float(2.0 * np.log(np.diag(w0_chol)).sum()), nu0=float(model.nu0), w=w,
@@ -152,12 +179,72 @@ def _m_step(prob: _Problem, stats: np.ndarray):
     return q_weights, beta, m, W_inv_chol, nu
 
 
+def m_step(prob: _Problem, stats: np.ndarray):
+    """``(q(pi), beta, m, W_inv_chol, nu)`` from r's statistics (K, 1 + D) and the
+    problem's scatter and total weight; :class:`RestartFailed` when W^-1 is not positive
+    definite."""
+    return _m_step(prob, stats)
+
+
+def e_step_coefficients(prob: _Problem, q_weights: WeightsQ, beta, m, W_inv_chol, nu
+                        ) -> np.ndarray:
+    """C (1 + D, K): ln rho_nk = [1, x_n] . C[:, k] - nu x_n^T W x_n / 2 at these
+    parameters (the common last term is added by :func:`state_from_pass`)."""
+    return _log_rho_coefficients(q_weights, beta, m, nu, _expectations(W_inv_chol, nu))
+
+
+def _chunk_features(X_t: np.ndarray, n_components: int):
+    """``features(start, stop)``: [1, x] of the points (columns) start..stop of ``X_t``,
+    into one reused buffer."""
+    p = 1 + X_t.shape[0]
+    buffer = np.empty((p, min(block_size(n_components, p), X_t.shape[1])))
+    buffer[0] = 1.0
+
+    def features(start: int, stop: int) -> np.ndarray:
+        out = buffer[:, : stop - start]
+        out[1:] = X_t[:, start:stop]
+        return out
+
+    return features
+
+
+def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, layout: None
+                     ) -> tuple[np.ndarray, float]:
+    """The E-step fused with the statistics of r over one chunk of centred points ``X_t``
+    (D, n): ``(stats (K, 1 + D), sum_n w_n logsumexp_k [1, x_n] . C[:, k])`` by the same
+    :func:`~gmmkit.inference.vb_diag.blocked_e_step` as the in-memory fit (which reads its
+    kept [1, x] instead).  The term common to every k is left to
+    :func:`state_from_pass`, which adds it for all the points at once."""
+    return blocked_e_step(X_t.shape[1], _chunk_features(X_t, coef.shape[1]), coef, w)
+
+
+def hard_statistics(X_t: np.ndarray, w: np.ndarray | None, centres: np.ndarray,
+                    layout: None, n_features: int) -> np.ndarray:
+    """(K, 1 + D) statistics of the nearest-of-``centres`` (K, D) assignment of one chunk
+    of centred points ``X_t`` (D, n)."""
+    features = _chunk_features(X_t, centres.shape[0])
+    return hard_block_statistics(X_t, features, centres, w, n_features)
+
+
+def _with_common_term(prob: _Problem, ex: _Expectations, nu: float, lse_sum: float) -> float:
+    # The term -nu x^T W x / 2 shared by every k, summed over points at once.
+    return lse_sum - 0.5 * nu * float(np.einsum("ab,ba->", ex.W, prob.scatter))
+
+
+def state_from_pass(prob: _Problem, params: tuple, stats: np.ndarray, lse_sum: float
+                    ) -> TiedVBState:
+    """The state of ``params`` from the summed results of :func:`chunk_statistics`: adds
+    the common term -nu tr(W sum_n w_n x_n x_n^T) / 2 to ``lse_sum``."""
+    q_weights, beta, m, W_inv_chol, nu = params
+    lse_sum = _with_common_term(prob, _expectations(W_inv_chol, nu), nu, lse_sum)
+    return TiedVBState(q_weights, beta, m, W_inv_chol, nu, stats, lse_sum)
+
+
 def _state(prob: _Problem, q_weights, beta, m, W_inv_chol, nu) -> TiedVBState:
     ex = _expectations(W_inv_chol, nu)
     coef = _log_rho_coefficients(q_weights, beta, m, nu, ex)
     stats, lse_sum = blocked_e_step(prob.phi.shape[1], _feature_source(prob), coef, prob.w)
-    # The term -nu x^T W x / 2 shared by every k, summed over points at once.
-    lse_sum -= 0.5 * nu * float(np.einsum("ab,ba->", ex.W, prob.scatter))
+    lse_sum = _with_common_term(prob, ex, nu, lse_sum)
     return TiedVBState(q_weights, beta, m, W_inv_chol, nu, stats, lse_sum)
 
 
@@ -166,21 +253,10 @@ def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Gene
     """Nearest of K seeds (kmeans++ or random), the M-step of that hard assignment, then
     the E-step."""
     phi = prob.phi
-    n = phi.shape[1]
     X_t = phi[1:]
     centres = initial_means(np.ascontiguousarray(X_t.T), n_components, init, rng, prob.w)
-    stats = np.zeros((phi.shape[0], n_components))
-    block = min(block_size(n_components, phi.shape[0]), n)
-    sq_centres = np.einsum("kd,kd->k", centres, centres)
-    components = np.arange(n_components)[:, None]
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        labels = np.argmin(sq_centres[:, None] - 2.0 * centres @ X_t[:, start:stop], axis=0)
-        one_hot = (labels == components).T.astype(float)
-        if prob.w is not None:
-            one_hot *= prob.w[start:stop, None]
-        stats += phi[:, start:stop] @ one_hot
-    return _state(prob, *_m_step(prob, np.ascontiguousarray(stats.T)))
+    stats = hard_block_statistics(X_t, _feature_source(prob), centres, prob.w, phi.shape[0])
+    return _state(prob, *_m_step(prob, stats))
 
 
 def step(prob: _Problem, state: TiedVBState) -> TiedVBState:
@@ -350,6 +426,10 @@ class TiedPosterior:
                  + tied_wishart_logpdf(draws["means"], draws["covariance"], self.m,
                                        self.beta, self._ex.W, self.nu))
         return log_p - log_q
+
+
+#: The posterior class under the name the chunked driver uses for every family.
+Posterior = TiedPosterior
 
 
 # ----------------------------------------------------------------------------- fit
