@@ -600,7 +600,10 @@ def _read_zarr(
             + "); expected one 2-D array, or 1-D arrays of one length (the columns). Point "
             f"DATA at one array ({label}/NAME)"
         )
-    names = list(arrays)
+    # A Zarr group does not keep the order its members were written in (a v3 store lists
+    # them as its file system does), so the columns are taken in name order: the same
+    # table on every machine and every read.
+    names = sorted(arrays)
     index, label_index, notes = _numeric_selection(
         names, [arrays[n].dtype for n in names], columns, labels, label)
     parts = [da.from_zarr(str(path), component=names[j]) for j in index]

@@ -282,3 +282,15 @@ def test_a_plain_directory_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match=r"neither a Zarr store .* nor a directory of Parquet"):
         read_data(tmp_path)
+
+
+def test_zarr_group_columns_come_in_name_order_whatever_the_writing_order(tmp_path):
+    """A Zarr group keeps no order of its members, so the reader sorts them by name."""
+    group = zarr.open_group(tmp_path / "table.zarr", mode="w")
+    columns = {"b": np.arange(6.0), "c": -np.arange(6.0), "a": np.arange(6.0) ** 2}
+    for name, column in columns.items():  # written b, c, a
+        group.create_array(name, shape=(6,), dtype="f8")[:] = column
+    table = read_data(tmp_path / "table.zarr")
+    assert table.names == ["a", "b", "c"]
+    np.testing.assert_array_equal(table.X.compute(),
+                                  np.column_stack([columns[n] for n in "abc"]))
