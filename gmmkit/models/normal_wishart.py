@@ -240,16 +240,10 @@ def wishart_draws(rng: np.random.Generator, nu: float, W: np.ndarray, size: int)
                          ).reshape(size, d, d)
 
 
-@dataclass(frozen=True)
-class FullNormalWishart:
-    """``covariance="full"``: an independent Normal-Wishart(m0, beta0, W0, nu0) per
-    component (PRML 10.40); W0 (D, D) symmetric positive definite, nu0 > D - 1."""
-
-    name: str = "full"
-    native_name: str = "covariances"
-    #: One covariance shared by every component (no component axis)?
-    shared: bool = False
-    native_dims: tuple[str, ...] = ("component", "feature", "feature_bis")
+class WishartScale:
+    """The W0 and nu0 rules of the families whose precision prior is a Wishart (full and
+    tied): W0 (D, D) symmetric positive definite, nu0 > D - 1, the default W0 of
+    :func:`default_W0`."""
 
     def check_scale(self, W0: Any) -> np.ndarray:
         return check_scale_matrix(W0)
@@ -266,6 +260,18 @@ class FullNormalWishart:
 
     def default_scale_from_covariance(self, cov: np.ndarray, n_points: int) -> np.ndarray:
         return default_W0_from_covariance(cov, n_points)
+
+
+@dataclass(frozen=True)
+class FullNormalWishart(WishartScale):
+    """``covariance="full"``: an independent Normal-Wishart(m0, beta0, W0, nu0) per
+    component (PRML 10.40); W0 (D, D) symmetric positive definite, nu0 > D - 1."""
+
+    name: str = "full"
+    native_name: str = "covariances"
+    #: One covariance shared by every component (no component axis)?
+    shared: bool = False
+    native_dims: tuple[str, ...] = ("component", "feature", "feature_bis")
 
     def native(self, covariances: np.ndarray) -> np.ndarray:
         return np.asarray(covariances, dtype=float)

@@ -30,9 +30,7 @@ import numpy as np
 from scipy.special import multigammaln
 
 from gmmkit.models.normal_wishart import (
-    check_scale_matrix,
-    default_W0,
-    default_W0_from_covariance,
+    WishartScale,
     deviations_and_counts,
     log_wishart_normaliser,
     wishart_draws,
@@ -74,28 +72,13 @@ def tied_wishart_logpdf(means: Any, covariance: Any, m: Any, beta: Any, W: Any, 
 
 
 @dataclass(frozen=True)
-class TiedWishartFamily:
+class TiedWishartFamily(WishartScale):
     """``covariance="tied"`` (module docstring): W0 (D, D), nu0 > D - 1."""
 
     name: str = "tied"
     native_name: str = "covariance"
     shared: bool = True
     native_dims: tuple[str, ...] = ("feature", "feature_bis")
-
-    def check_scale(self, W0: Any) -> np.ndarray:
-        return check_scale_matrix(W0)
-
-    def scale_dim(self, W0: np.ndarray) -> int | None:
-        return int(W0.shape[0])
-
-    def min_dof(self, d: int) -> float:
-        return d - 1.0
-
-    def default_scale(self, X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
-        return default_W0(X, sample_weight)
-
-    def default_scale_from_covariance(self, cov: np.ndarray, n_points: int) -> np.ndarray:
-        return default_W0_from_covariance(cov, n_points)
 
     def native(self, covariances: np.ndarray) -> np.ndarray:
         """The shared covariance (..., D, D) of (..., K, D, D) identical matrices."""
