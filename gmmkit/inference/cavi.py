@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import logsumexp
 
+from gmmkit.inference._blocks import normalise_columns
 from gmmkit.inference.loop import coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.gaussian import LOG_2PI, normal_logpdf
 from gmmkit.models.univariate import UnivariateGMM
@@ -111,10 +112,7 @@ def assignment_statistics(model: UnivariateGMM, x: np.ndarray, m: np.ndarray, s2
         n = xb.shape[0]
         lb, mx, tot, w = logits[:, :n], row_max[:n], row_sum[:n], weights[:n]
         _centred_logits(model, xb, m, s2, out=lb)
-        np.max(lb, axis=0, out=mx)
-        lb -= mx  # log-space: exp never overflows, the largest term is exp(0) = 1
-        np.exp(lb, out=lb)
-        np.sum(lb, axis=0, out=tot)
+        normalise_columns(lb, mx, tot)  # lb <- exp(logits - max): phi before normalising
         if sample_weight is None:
             np.divide(1.0, tot, out=w[:, 0])
             lse_sum += float(mx.sum() + np.log(tot).sum())

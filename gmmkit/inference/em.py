@@ -104,6 +104,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.special import entr, logsumexp
 
+from gmmkit.inference._blocks import exp_floored, log_normaliser_rows
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.gaussian import (
     NotPositiveDefinite,
@@ -329,7 +330,7 @@ def _state(
         prec_chol = factor_family(covariances, family, model.reg_covar,
                                   float(np.max(counted * counted, initial=0.0)))
     log_prob = weighted_log_prob(X, weights, means, prec_chol, family)
-    log_norm = logsumexp(log_prob, axis=1)
+    log_norm = log_normaliser_rows(log_prob)
     log_resp = log_prob - log_norm[:, None]
     if hard:
         # One-hot q: no entropy, ELBO = classification log-likelihood.
@@ -440,7 +441,7 @@ def init_state(
 def step(model: GaussianMixture, X: np.ndarray, state: EMState,
          sample_weight: np.ndarray | None = None) -> EMState:
     """One EM iteration: M-step from the state's responsibilities, E-step at the result."""
-    return _state(model, X, np.exp(state.log_resp), None, state.n_reseeded, hard=False,
+    return _state(model, X, exp_floored(state.log_resp), None, state.n_reseeded, hard=False,
                   sample_weight=sample_weight)
 
 
@@ -816,13 +817,13 @@ def chunk_statistics(
     log_likelihood = entropy = 0.0
     if theta is not None:
         log_prob = weighted_log_prob(X, theta[0], theta[1], theta[2], covariance)
-        log_norm = logsumexp(log_prob, axis=1)
+        log_norm = log_normaliser_rows(log_prob)
         log_likelihood = float(log_norm.sum() if w is None else w @ log_norm)
     if hard:
         labels = chunk_labels(X, means, log_prob, overrides, offset)
         resp = _one_hot(labels, n_components)
     else:
-        resp = np.exp(log_prob - log_norm[:, None])
+        resp = exp_floored(log_prob - log_norm[:, None])
         per_point = np.sum(entr(resp), axis=1)
         entropy = float(per_point.sum() if w is None else w @ per_point)
     if w is not None:

@@ -52,6 +52,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp
 
+from gmmkit.inference._blocks import KEEP_FEATURES_BYTES, block_size, normalise_columns
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import (
     BayesianGMM,
@@ -117,7 +118,7 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
     X_centred = X - centre
     phi = None
     if prob.n_features <= _KEEP_FEATURES_RATIO * (d + model.n_components) and (
-        8 * prob.n_features * X.shape[0] <= _KEEP_FEATURES_BYTES
+        8 * prob.n_features * X.shape[0] <= KEEP_FEATURES_BYTES
     ):
         # The features never change: computing them once saves a pass per iteration.
         # Kept only while they are no bigger than a few (N, K) or (N, D) arrays, so the
@@ -158,15 +159,8 @@ def problem_from_moments(model: BayesianGMM, centre: np.ndarray, scatter: np.nda
     return problem_from_centre(model, centre)
 
 
-#: Keep the (p, N) features when p <= this * (D + K) and they fit in _KEEP_FEATURES_BYTES.
+#: Keep the (p, N) features when p <= this * (D + K) and they fit in KEEP_FEATURES_BYTES.
 _KEEP_FEATURES_RATIO = 3
-_KEEP_FEATURES_BYTES = 256 * 2**20
-
-
-def _block_size(n_components: int, n_features: int) -> int:
-    # ~64k doubles per (K, block) or (p, block) buffer: amortises Python overhead and
-    # keeps both buffers in L2 cache (measured with benchmarks/bench_vb.py).
-    return max(512, 65_536 // max(n_components, n_features))
 
 
 def _features(xb_t: np.ndarray, iu, out: np.ndarray) -> np.ndarray:
@@ -293,7 +287,7 @@ def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, iu
     n = X_t.shape[1]
     p, k = coef.shape
     coef_t = np.ascontiguousarray(coef.T)  # (K, p)
-    block = max(1, min(_block_size(k, p), n))
+    block = max(1, min(block_size(k, p), n))
     phi = np.empty((p, block))
     logits = np.empty((k, block))
     col_max = np.empty(block)
@@ -309,10 +303,7 @@ def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, iu
         else:
             f = features[:, start : start + b]
         np.matmul(coef_t, f, out=lb)  # log rho, (K, B)
-        np.max(lb, axis=0, out=mx)
-        lb -= mx  # log-space: the largest term is exp(0) = 1, nothing overflows
-        np.exp(lb, out=lb)
-        np.sum(lb, axis=0, out=tot)
+        normalise_columns(lb, mx, tot)  # lb <- rho / max_k rho
         if w is None:
             lse_sum += float(mx.sum() + np.log(tot).sum())
             np.divide(1.0, tot, out=tot)
@@ -405,7 +396,7 @@ def hard_statistics(X_t: np.ndarray, w: np.ndarray | None, centres: np.ndarray, 
     n_components = centres.shape[0]
     n = X_t.shape[1]
     stats = np.zeros((n_features, n_components))
-    block = max(1, min(_block_size(n_components, n_features), n))
+    block = max(1, min(block_size(n_components, n_features), n))
     phi = np.empty((n_features, block))
     sq_centres = np.einsum("kd,kd->k", centres, centres)
     components = np.arange(n_components)[:, None]

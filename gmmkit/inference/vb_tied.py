@@ -42,9 +42,9 @@ import numpy as np
 from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp
 
+from gmmkit.inference._blocks import block_size
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.inference.vb_diag import (
-    block_size,
     blocked_e_step,
     hard_block_statistics,
     weight_component_log_q,
