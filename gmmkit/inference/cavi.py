@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import logsumexp
 
-from gmmkit.inference._blocks import normalise_columns
+from gmmkit.inference._blocks import map_chunks, normalise_columns, pass_threads, resolve_threads
 from gmmkit.inference.loop import coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.gaussian import LOG_2PI, normal_logpdf
 from gmmkit.models.univariate import UnivariateGMM
@@ -131,14 +131,23 @@ def log_responsibilities(model: UnivariateGMM, x: np.ndarray, m: np.ndarray, s2:
     return logits - logsumexp(logits, axis=1, keepdims=True)
 
 
-def _state_from_means(model, x, m, s2, sample_weight=None) -> CAVIState:
-    n_k, s_k, lse_sum = assignment_statistics(model, x, m, s2, sample_weight)
+def _state_from_means(model, x, m, s2, sample_weight=None, n_threads: int = 1
+                      ) -> CAVIState:
+    def chunk(start: int, stop: int):
+        return assignment_statistics(
+            model, x[start:stop], m, s2,
+            None if sample_weight is None else sample_weight[start:stop])
+
+    # In chunks on n_threads threads, summed in chunk order: the same bits for any count.
+    k = m.shape[0]
+    n_k, s_k, lse_sum = map_chunks(x.shape[0], _block_size(k), chunk,
+                                   pass_threads(n_threads, k, 2))
     return CAVIState(m=m, s2=s2, n_k=n_k, s_k=s_k, lse_sum=lse_sum)
 
 
 def init_state(
     model: UnivariateGMM, x: np.ndarray, init: str, rng: np.random.Generator,
-    sample_weight: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None, n_threads: int = 1,
 ) -> CAVIState:
     """Start from kmeans++ (or random data points) means; s2 as if each component had
     N/K points (N the total weight when weighted), then take one phi-update so the
@@ -147,14 +156,15 @@ def init_state(
     m = initial_means(x[:, None], k, init, rng, sample_weight)[:, 0]
     n = x.shape[0] if sample_weight is None else float(sample_weight.sum())
     s2 = initial_variances(model, n)
-    return _state_from_means(model, x, m, s2, sample_weight)
+    return _state_from_means(model, x, m, s2, sample_weight, n_threads)
 
 
 def step(model: UnivariateGMM, x: np.ndarray, state: CAVIState,
-         sample_weight: np.ndarray | None = None) -> CAVIState:
-    """One CAVI sweep: update q(mu) from phi's statistics, then phi from the new q(mu)."""
+         sample_weight: np.ndarray | None = None, n_threads: int = 1) -> CAVIState:
+    """One CAVI sweep: update q(mu) from phi's statistics, then phi from the new q(mu)
+    (the pass on ``n_threads`` threads; the result does not depend on it)."""
     m, s2 = update_means(model, state)
-    return _state_from_means(model, x, m, s2, sample_weight)  # assignment update
+    return _state_from_means(model, x, m, s2, sample_weight, n_threads)  # assignment update
 
 
 def update_means(model: UnivariateGMM, state: CAVIState) -> tuple[np.ndarray, np.ndarray]:
@@ -258,17 +268,27 @@ def fit_cavi(
     progress: bool,
     method: str,
     sample_weight: np.ndarray | None = None,
+    n_threads: int | None = None,
 ) -> Fit:
     """Run CAVI with restarts through the shared loop; ``x`` is already validated, and so
-    is ``sample_weight`` (N,) (None: every point counts once)."""
+    is ``sample_weight`` (N,) (None: every point counts once).  Passes run on
+    ``n_threads`` threads (None: as many as the BLAS may use); the fit does not depend
+    on it."""
+    from threadpoolctl import threadpool_limits
+
+    n_threads = resolve_threads(n_threads)
     rng = np.random.default_rng(seed)
     n = x.shape[0] if sample_weight is None else float(sample_weight.sum())
-    run = coordinate_ascent(
-        init=lambda r: init_state(model, x, init, r, sample_weight),
-        step=lambda s: step(model, x, s, sample_weight),
-        objective=lambda s: elbo(model, n, s),
-        rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress, label="CAVI",
-    )
+    # One BLAS thread in each of the pass's threads: its (K, B) x (B, 2) products are far
+    # too small to split further.
+    with threadpool_limits(limits=1, user_api="blas"):
+        run = coordinate_ascent(
+            init=lambda r: init_state(model, x, init, r, sample_weight, n_threads),
+            step=lambda s: step(model, x, s, sample_weight, n_threads),
+            objective=lambda s: elbo(model, n, s),
+            rng=rng, n_init=n_init, tol=tol, max_iter=max_iter, progress=progress,
+            label="CAVI",
+        )
     state = run.state
     return fit_from_run(
         run, method=method, model=model, data=x,

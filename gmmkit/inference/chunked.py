@@ -410,10 +410,18 @@ def _cavi_chunk(x, w, offset, model, m, s2):
     return cavi.assignment_statistics(model, x, m, s2, w)
 
 
+def _refuse_threads(n_threads: int | None) -> None:
+    if n_threads is not None:
+        raise ValueError(
+            "n_threads applies to in-memory data; with a Dask array the scheduler's "
+            f"workers and threads set the parallelism (got n_threads={n_threads!r})")
+
+
 def fit_cavi(model: UnivariateGMM, x: Any, *, seed: int, n_init: int, init: str,
              tol: float, max_iter: int, progress: bool, method: str,
-             sample_weight: Any = None) -> Fit:
+             sample_weight: Any = None, n_threads: int | None = None) -> Fit:
     """CAVI (:mod:`gmmkit.inference.cavi`) on a Dask array of shape (N,) or (N, 1)."""
+    _refuse_threads(n_threads)
     min_points = max(model.n_components, model.min_points)
     data = prepare(x, sample_weight, name="x", univariate=True, min_points=min_points)
     _model_shape_check(model, None)
@@ -459,7 +467,7 @@ def _vb_hard_chunk(x, w, offset, hard_statistics, centre, seeds, layout, n_featu
 
 def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int, init: str,
                   tol: float, max_iter: int, progress: bool, method: str,
-                  sample_weight: Any = None) -> Fit:
+                  sample_weight: Any = None, n_threads: int | None = None) -> Fit:
     """Bishop's VB on a Dask array of shape (N, D), for the covariance family whose
     in-memory VB is the module ``family`` (:func:`vb_family_module`:
     :mod:`gmmkit.inference.vb` for full, :mod:`~gmmkit.inference.vb_diag` for diag and
@@ -484,6 +492,7 @@ def fit_vb_family(family, model: BayesianGMM, x: Any, *, seed: int, n_init: int,
     """
     from threadpoolctl import threadpool_limits
 
+    _refuse_threads(n_threads)
     min_points = max(model.n_components, model.min_points)
     data = prepare(x, sample_weight, name="X", univariate=False, min_points=min_points)
     _model_shape_check(model, data.x.shape[1])

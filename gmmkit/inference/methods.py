@@ -202,13 +202,19 @@ _ADVI_OPTIONS = {
     "max_elbo_draws": 40_000,
 }
 
+#: CAVI's own option besides ``sample_weight``: ``n_threads``, the threads every pass over
+#: in-memory data runs on (None: as many as the BLAS may use -- every core unless
+#: ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``threadpoolctl`` say fewer).  The
+#: points are cut into chunks that do not depend on it, so neither does the fit, to the
+#: bit (``gmmkit.inference._blocks``).  Dask input takes its parallelism from the
+#: scheduler instead and refuses ``n_threads``.
 CAVI = Method(
     name="cavi",
     summary="closed-form coordinate-ascent VI (Blei et al. 2017; Bishop's VB, PRML §10.2)",
     kind=PosteriorKind.CLOSED_FORM_Q,
     backends=((UnivariateGMM, _cavi), (BayesianGMM, _vb)),
     common=_CLOSED_FORM_COMMON,
-    options=_CLOSED_FORM_OPTIONS,
+    options={**_CLOSED_FORM_OPTIONS, "n_threads": None},
 )
 #: SVI's options (Hoffman et al. 2013; ``gmmkit.inference.svi``): minibatches of
 #: ``batch_size`` points (None: min(N, 256)), drawn without replacement within each of at

@@ -52,7 +52,14 @@ import numpy as np
 from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp
 
-from gmmkit.inference._blocks import KEEP_FEATURES_BYTES, block_size, normalise_columns
+from gmmkit.inference._blocks import (
+    KEEP_FEATURES_BYTES,
+    block_size,
+    map_chunks,
+    normalise_columns,
+    pass_threads,
+    resolve_threads,
+)
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import (
     BayesianGMM,
@@ -103,6 +110,7 @@ class _Problem(NamedTuple):
     n_features: int  # p = 1 + D + D(D+1)/2
     phi: np.ndarray | None  # (p, N) features of every point, when cheap enough to keep
     w: np.ndarray | None = None  # (N,) frequency weights; None: every point counts once
+    n_threads: int = 1  # threads of an in-memory pass (gmmkit.inference._blocks)
 
     @property
     def layout(self):
@@ -111,7 +119,8 @@ class _Problem(NamedTuple):
         return self.iu
 
 
-def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
+def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None,
+             n_threads: int = 1) -> _Problem:
     centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
     prob = problem_from_centre(model, centre)
     d = X.shape[1]
@@ -130,7 +139,7 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
         _features(X_t, prob.iu, phi)
     else:
         X_t = np.ascontiguousarray(X_centred.T)
-    return prob._replace(X=X_centred, X_t=X_t, phi=phi, w=w)
+    return prob._replace(X=X_centred, X_t=X_t, phi=phi, w=w, n_threads=n_threads)
 
 
 def problem_from_centre(model: BayesianGMM, centre: np.ndarray) -> _Problem:
@@ -247,11 +256,21 @@ def _log_rho_coefficients(beta, m, nu, ex: _Expectations, iu) -> np.ndarray:
 
 
 def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
-    """Responsibilities from log rho = phi @ coef over all the (in-memory) points.
+    """Responsibilities from log rho = phi @ coef over all the (in-memory) points, in
+    chunks on ``prob.n_threads`` threads (:func:`gmmkit.inference._blocks.map_chunks`;
+    the result does not depend on the thread count).
 
     Returns ``(stats (K, p), lse_sum)``; with ``out`` (N, K) also writes r there.
     """
-    return chunk_statistics(prob.X_t, prob.w, coef, prob.iu, prob.phi, out)
+    def chunk(start: int, stop: int):
+        return chunk_statistics(
+            prob.X_t[:, start:stop], None if prob.w is None else prob.w[start:stop], coef,
+            prob.iu, None if prob.phi is None else prob.phi[:, start:stop],
+            None if out is None else out[start:stop])
+
+    p, k = coef.shape
+    return map_chunks(prob.X_t.shape[1], block_size(k, p), chunk,
+                      pass_threads(prob.n_threads, k, p))
 
 
 def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, iu,
@@ -678,9 +697,12 @@ def fit_vb(
     progress: bool,
     method: str,
     sample_weight: np.ndarray | None = None,
+    n_threads: int | None = None,
 ) -> Fit:
     """Bishop's VB with restarts through the shared loop; ``X`` is already validated, and
-    so is ``sample_weight`` (N,) (None: every point counts once).
+    so is ``sample_weight`` (N,) (None: every point counts once).  Every pass over the
+    data runs on ``n_threads`` threads (None: as many as the BLAS may use,
+    :func:`gmmkit.inference._blocks.default_threads`); the result does not depend on it.
 
     ``Fit.model`` is the model with its data-dependent priors resolved against ``X``
     (the weighted ``X`` when weighted).
@@ -691,13 +713,15 @@ def fit_vb(
     if family_backend is not None:  # diag, spherical, tied: their own modules
         return family_backend(model, X, seed=seed, n_init=n_init, init=init, tol=tol,
                               max_iter=max_iter, progress=progress, method=method,
-                              sample_weight=sample_weight)
+                              sample_weight=sample_weight, n_threads=n_threads)
+    n_threads = resolve_threads(n_threads)
     model = model.resolve(X, sample_weight=sample_weight)
-    prob = _problem(model, X, sample_weight)
+    prob = _problem(model, X, sample_weight, n_threads)
     rng = np.random.default_rng(seed)
-    # One BLAS thread: the blocked GEMMs are (K, p) x (p, ~10^3), too small for threads to
-    # pay, and multi-threaded OpenBLAS made them 2-5x slower in benchmarks/bench_vb.py
-    # (tenfold on a busy machine, where its threads spin against other work).
+    # One BLAS thread in each of the pass's threads: the blocked GEMMs are (K, p) x
+    # (p, ~10^3), too small for BLAS threads to pay, and multi-threaded OpenBLAS made them
+    # 2-5x slower in benchmarks/bench_vb.py (tenfold on a busy machine, where its threads
+    # spin against other work).  The pass's own threads split the points instead.
     with threadpool_limits(limits=1, user_api="blas"):
         run = coordinate_ascent(
             init=partial(init_state, prob, model.n_components, init),

@@ -50,7 +50,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.special import digamma, gammaln, logsumexp
 
-from gmmkit.inference._blocks import KEEP_FEATURES_BYTES, block_size, normalise_columns
+from gmmkit.inference._blocks import (
+    KEEP_FEATURES_BYTES,
+    block_size,
+    map_chunks,
+    normalise_columns,
+    pass_threads,
+    resolve_threads,
+)
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import BayesianGMM
 from gmmkit.models.gaussian import LOG_2PI, batched_log_likelihood
@@ -196,6 +203,7 @@ class _Problem(NamedTuple):
     nu0: float
     spherical: bool
     w: np.ndarray | None  # (N,) frequency weights
+    n_threads: int = 1  # threads of an in-memory pass (gmmkit.inference._blocks)
 
     @property
     def layout(self) -> bool:
@@ -228,7 +236,8 @@ def _features(xb_t: np.ndarray, spherical: bool, out: np.ndarray | None = None
     return out
 
 
-def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
+def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None,
+             n_threads: int = 1) -> _Problem:
     centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
     n, d = X.shape
     spherical = model.covariance_prior.spherical
@@ -236,7 +245,7 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
     if 8 * p * n > KEEP_FEATURES_BYTES:
         # Too big to keep: the features are recomputed per block (2 N D flops a pass).
         return _problem_from_centre(model, centre, np.ascontiguousarray((X - centre).T),
-                                    None, w)
+                                    None, w)._replace(n_threads=n_threads)
     # The features never change: computed once they save a pass over the data per
     # iteration (a fifth of the diag iteration at N = 1e5, D = 32, K = 16) for the memory
     # of about one more (N, D) array; the centred data are rows 1..D of phi, not a copy.
@@ -244,7 +253,7 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
     X_t = phi[1 : 1 + d]
     np.subtract(X.T, centre[:, None], out=X_t)
     _features(X_t, spherical, phi)
-    return _problem_from_centre(model, centre, X_t, phi, w)
+    return _problem_from_centre(model, centre, X_t, phi, w)._replace(n_threads=n_threads)
 
 
 def problem_from_moments(model: BayesianGMM, centre: np.ndarray, scatter: np.ndarray,
@@ -266,14 +275,33 @@ def _problem_from_centre(model: BayesianGMM, centre: np.ndarray, X_t: np.ndarray
     )
 
 
-def _feature_source(prob: _Problem, n_components: int) -> Callable[[int, int], np.ndarray]:
-    """phi of points start..stop: a view of the kept features, or recomputed per block
-    into one reused buffer when they are too big to keep (they cost 2 N D flops per pass
-    against the 4 N D K of the two GEMMs, but a pass over memory)."""
+def _feature_source(prob: _Problem, n_components: int, first: int = 0, last: int | None = None
+                    ) -> Callable[[int, int], np.ndarray]:
+    """``features(start, stop)``: phi of the points first + start .. first + stop, a view
+    of the kept features, or recomputed per block into a buffer of its own when they are
+    too big to keep (they cost 2 N D flops per pass against the 4 N D K of the two GEMMs,
+    but a pass over memory)."""
     if prob.phi is not None:
-        phi = prob.phi
+        phi = prob.phi[:, first:last]
         return lambda start, stop: phi[:, start:stop]
-    return _column_features(prob.X_t, prob.spherical, n_components)
+    return _column_features(prob.X_t[:, first:last], prob.spherical, n_components)
+
+
+def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
+          ) -> tuple[np.ndarray, float]:
+    """:func:`blocked_e_step` over all the in-memory points, in chunks on ``n_threads``
+    threads (:func:`gmmkit.inference._blocks.map_chunks`); r to ``out`` (N, K) if given."""
+    n_components = coef.shape[1]
+
+    def chunk(start: int, stop: int) -> tuple[np.ndarray, float]:
+        return blocked_e_step(
+            stop - start, _feature_source(prob, n_components, start, stop), coef,
+            None if prob.w is None else prob.w[start:stop],
+            None if out is None else out[start:stop])
+
+    p, k = coef.shape
+    return map_chunks(prob.X_t.shape[1], block_size(k, p), chunk,
+                      pass_threads(prob.n_threads, k, p))
 
 
 def _column_features(X_t: np.ndarray, spherical: bool, n_components: int
@@ -378,8 +406,7 @@ def state_from_pass(prob: _Problem, params: tuple, stats: np.ndarray, lse_sum: f
 
 def _state(prob: _Problem, q_weights, beta, m, W, nu) -> NormalGammaVBState:
     coef = e_step_coefficients(prob, q_weights, beta, m, W, nu)
-    stats, lse_sum = blocked_e_step(prob.X_t.shape[1], _feature_source(prob, len(beta)),
-                                    coef, prob.w)
+    stats, lse_sum = _pass(prob, coef)
     return NormalGammaVBState(q_weights, beta, m, W, nu, stats, lse_sum)
 
 
@@ -388,7 +415,9 @@ def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Gene
     """Hard-assign every point to the nearest of K seeds (kmeans++ or random points),
     take the M-step of those one-hot responsibilities, then the E-step."""
     X_t = prob.X_t
-    centres = initial_means(np.ascontiguousarray(X_t.T), n_components, init, rng, prob.w)
+    # The (N, D) view of the kept (D, N) rows, not a copy: seeding reads the points a few
+    # times, and a copy would be the fit's largest allocation.
+    centres = initial_means(X_t.T, n_components, init, rng, prob.w)
     stats = hard_block_statistics(X_t, _feature_source(prob, n_components), centres, prob.w,
                                   prob.n_features)
     return _state(prob, *_m_step(prob, stats))
@@ -587,15 +616,19 @@ Posterior = NormalGammaPosterior
 def fit_vb_diag(
     model: BayesianGMM, X: np.ndarray, *, seed: int, n_init: int, init: str, tol: float,
     max_iter: int, progress: bool, method: str, sample_weight: np.ndarray | None = None,
+    n_threads: int | None = None,
 ) -> Fit:
     """VB for ``covariance="diag"`` or ``"spherical"`` with restarts through the shared
-    loop; ``X`` and ``sample_weight`` are validated.  ``Fit.model`` is resolved."""
+    loop; ``X`` and ``sample_weight`` are validated.  ``Fit.model`` is resolved.  Each
+    pass runs on ``n_threads`` threads (None: :func:`gmmkit.inference._blocks.
+    default_threads`); the result does not depend on it."""
     from threadpoolctl import threadpool_limits
 
+    n_threads = resolve_threads(n_threads)
     model = model.resolve(X, sample_weight=sample_weight)
-    prob = _problem(model, X, sample_weight)
+    prob = _problem(model, X, sample_weight, n_threads)
     rng = np.random.default_rng(seed)
-    # One BLAS thread: the blocked GEMMs are too small for threads to pay (see vb.py).
+    # One BLAS thread in each of the pass's threads (see vb.py).
     with threadpool_limits(limits=1, user_api="blas"):
         run = coordinate_ascent(
             init=partial(init_state, prob, model.n_components, init),
@@ -607,8 +640,7 @@ def fit_vb_diag(
         coef = _log_rho_coefficients(state.q_weights, state.beta, state.m, state.W,
                                      state.nu, prob.spherical)
         responsibilities = np.empty((X.shape[0], model.n_components))
-        blocked_e_step(X.shape[0], _feature_source(prob, model.n_components), coef, prob.w,
-                       out=responsibilities)
+        _pass(prob, coef, out=responsibilities)
     posterior = NormalGammaPosterior(model, prob.centre, state.q_weights, state.beta,
                                      state.m, state.W, state.nu)
     del prob

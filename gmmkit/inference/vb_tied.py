@@ -42,7 +42,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp
 
-from gmmkit.inference._blocks import block_size
+from gmmkit.inference._blocks import block_size, map_chunks, pass_threads, resolve_threads
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.inference.vb_diag import (
     blocked_e_step,
@@ -76,6 +76,7 @@ class _Problem(NamedTuple):
     log_det_W0: float
     nu0: float
     w: np.ndarray | None
+    n_threads: int = 1  # threads of an in-memory pass (gmmkit.inference._blocks)
 
     @property
     def layout(self) -> None:
@@ -87,7 +88,8 @@ class _Problem(NamedTuple):
         return 1 + self.m0.shape[0]
 
 
-def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> _Problem:
+def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None,
+             n_threads: int = 1) -> _Problem:
     centre = X.mean(axis=0) if w is None else (w @ X) / w.sum()
     n, d = X.shape
     phi = np.empty((1 + d, n))
@@ -95,7 +97,8 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None) -> 
     phi[1:] = (X - centre).T
     xc_t = phi[1:]
     scatter = xc_t @ xc_t.T if w is None else (xc_t * w) @ xc_t.T
-    return _problem_from(model, centre, scatter, float(n if w is None else w.sum()), phi, w)
+    return _problem_from(model, centre, scatter, float(n if w is None else w.sum()), phi,
+                         w)._replace(n_threads=n_threads)
 
 
 def problem_from_moments(model: BayesianGMM, centre: np.ndarray, scatter: np.ndarray,
@@ -122,9 +125,25 @@ def _problem_from(model: BayesianGMM, centre: np.ndarray, scatter: np.ndarray,
     )
 
 
-def _feature_source(prob: _Problem):
-    phi = prob.phi
+def _feature_source(prob: _Problem, first: int = 0, last: int | None = None):
+    """``features(start, stop)``: [1, x] of the points first + start .. first + stop."""
+    phi = prob.phi[:, first:last]
     return lambda start, stop: phi[:, start:stop]
+
+
+def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
+          ) -> tuple[np.ndarray, float]:
+    """:func:`~gmmkit.inference.vb_diag.blocked_e_step` over all the in-memory points, in
+    chunks on ``n_threads`` threads (:func:`gmmkit.inference._blocks.map_chunks`)."""
+
+    def chunk(start: int, stop: int) -> tuple[np.ndarray, float]:
+        return blocked_e_step(stop - start, _feature_source(prob, start, stop), coef,
+                              None if prob.w is None else prob.w[start:stop],
+                              None if out is None else out[start:stop])
+
+    p, k = coef.shape
+    return map_chunks(prob.phi.shape[1], block_size(k, p), chunk,
+                      pass_threads(prob.n_threads, k, p))
 
 
 # ----------------------------------------------------------------------------- state
@@ -243,7 +262,7 @@ def state_from_pass(prob: _Problem, params: tuple, stats: np.ndarray, lse_sum: f
 def _state(prob: _Problem, q_weights, beta, m, W_inv_chol, nu) -> TiedVBState:
     ex = _expectations(W_inv_chol, nu)
     coef = _log_rho_coefficients(q_weights, beta, m, nu, ex)
-    stats, lse_sum = blocked_e_step(prob.phi.shape[1], _feature_source(prob), coef, prob.w)
+    stats, lse_sum = _pass(prob, coef)
     lse_sum = _with_common_term(prob, ex, nu, lse_sum)
     return TiedVBState(q_weights, beta, m, W_inv_chol, nu, stats, lse_sum)
 
@@ -254,7 +273,9 @@ def init_state(prob: _Problem, n_components: int, init: str, rng: np.random.Gene
     the E-step."""
     phi = prob.phi
     X_t = phi[1:]
-    centres = initial_means(np.ascontiguousarray(X_t.T), n_components, init, rng, prob.w)
+    # The (N, D) view of the kept (D, N) rows, not a copy: seeding reads the points a few
+    # times, and a copy would be the fit's largest allocation.
+    centres = initial_means(X_t.T, n_components, init, rng, prob.w)
     stats = hard_block_statistics(X_t, _feature_source(prob), centres, prob.w, phi.shape[0])
     return _state(prob, *_m_step(prob, stats))
 
@@ -436,13 +457,16 @@ Posterior = TiedPosterior
 def fit_vb_tied(
     model: BayesianGMM, X: np.ndarray, *, seed: int, n_init: int, init: str, tol: float,
     max_iter: int, progress: bool, method: str, sample_weight: np.ndarray | None = None,
+    n_threads: int | None = None,
 ) -> Fit:
     """VB for ``covariance="tied"`` through the shared loop; ``X`` and ``sample_weight``
-    are validated.  ``Fit.model`` is resolved."""
+    are validated.  ``Fit.model`` is resolved.  Passes run on ``n_threads`` threads
+    (None: as many as the BLAS may use); the result does not depend on it."""
     from threadpoolctl import threadpool_limits
 
+    n_threads = resolve_threads(n_threads)
     model = model.resolve(X, sample_weight=sample_weight)
-    prob = _problem(model, X, sample_weight)
+    prob = _problem(model, X, sample_weight, n_threads)
     rng = np.random.default_rng(seed)
     with threadpool_limits(limits=1, user_api="blas"):
         run = coordinate_ascent(
@@ -455,8 +479,7 @@ def fit_vb_tied(
         ex = _expectations(state.W_inv_chol, state.nu)
         coef = _log_rho_coefficients(state.q_weights, state.beta, state.m, state.nu, ex)
         responsibilities = np.empty((X.shape[0], model.n_components))
-        blocked_e_step(X.shape[0], _feature_source(prob), coef, prob.w,
-                       out=responsibilities)
+        _pass(prob, coef, out=responsibilities)
     posterior = TiedPosterior(model, prob.centre, state.q_weights, state.beta, state.m,
                               state.W_inv_chol, state.nu)
     del prob  # frees the features before Fit copies the responsibilities

@@ -160,3 +160,15 @@ def test_float32_zarr_on_disk_sliced_equals_in_memory(threaded, tmp_path):
     options = {"seed": 2, "max_iter": 5, "tol": TOL}
     eager = gmmkit.fit(GaussianMixture(3), X[100:2200].astype(float), EM.name, **options)
     assert_same_fit(gmmkit.fit(GaussianMixture(3), lazy, EM.name, **options), eager)
+
+
+@pytest.mark.parametrize("model", [UnivariateGMM(2, 5.0), BayesianGMM(2, covariance="diag")],
+                         ids=["univariate", "bayesian"])
+def test_n_threads_is_refused_for_dask_input(threaded, model):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400,) if isinstance(model, UnivariateGMM) else (400, 2))
+    with pytest.raises(ValueError, match="n_threads applies to in-memory data"):
+        gmmkit.fit(model, da.from_array(x, chunks=100), CAVI.name, n_threads=2)
+    # None, the default, is what the chunked driver runs with.
+    fit = gmmkit.fit(model, da.from_array(x, chunks=100), CAVI.name, n_threads=None)
+    assert np.isfinite(fit.elbo)
