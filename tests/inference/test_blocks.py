@@ -174,7 +174,7 @@ def test_n_threads_must_be_a_positive_integer(bad):
 
 
 def test_n_threads_is_refused_where_it_does_not_apply():
-    with pytest.raises(ValueError, match="unexpected option.*n_threads"):
+    with pytest.raises(ValueError, match=r"unexpected option.*n_threads"):
         gmmkit.fit(GaussianMixture(2), np.random.default_rng(0).normal(size=(50, 2)), "em",
                    n_threads=2)
 
