@@ -15,10 +15,12 @@ one E-step + one M-step + the lower bound, in both libraries.
   iteration is the difference of two fits with ``max_iter = 2 * n_iter`` and ``n_iter``,
   divided by ``n_iter``.
 
-BLAS threads are limited to ``--threads`` (default 1) for both libraries with threadpoolctl:
-per-core numbers are reproducible on a shared machine, where multi-threaded OpenBLAS
-spinning against other work makes timings swing by 10x.  ``--threads 0`` leaves the
-default (gmmkit's VB limits itself to one BLAS thread anyway; scikit-learn then uses all).
+Threads: ``--threads T`` (default 1) gives each library T threads: scikit-learn's BLAS is
+limited to T with threadpoolctl, and gmmkit's passes run on T threads (its default,
+``n_threads=None``, follows that same BLAS limit; its GEMMs use one BLAS thread each).
+``--threads 1`` is the per-core comparison, reproducible on a shared machine where
+multi-threaded OpenBLAS spinning against other work makes timings swing by 10x;
+``--threads 0`` leaves both at their defaults (every core), which is what a user gets.
 
 Peak memory is measured with tracemalloc (NumPy reports its allocations to it) over a
 whole ``fit`` of each library, initialisation included, with the data already allocated.
@@ -114,7 +116,9 @@ def main() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(args.threads)
-    print(f"BLAS threads: {args.threads or 'default'}")
+    from gmmkit.inference._blocks import default_threads
+
+    print(f"threads: {args.threads or 'default'} (gmmkit's passes: {default_threads()})")
     cases = CASES[-1:] if args.quick else CASES
     if args.covariance:
         wanted = args.covariance.split(",")

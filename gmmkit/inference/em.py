@@ -260,8 +260,11 @@ def m_step_family(
         covariances = scatter / n_k.sum()
         covariances.flat[:: d + 1] += reg_covar
     else:
-        diff = X[:, None, :] - means[None, :, :]  # (N, K, D): elementwise, no (D, D)
-        variances = np.einsum("nk,nkd->kd", resp, diff * diff) / n_k[:, None] + reg_covar
+        variances = np.empty_like(means)
+        for comp in range(means.shape[0]):  # K (N, D) passes, never an (N, K, D) array
+            diff = X - means[comp]
+            variances[comp] = resp[:, comp] @ (diff * diff)
+        variances = variances / n_k[:, None] + reg_covar
         covariances = variances if covariance == "diag" else variances.mean(axis=1)
     return n_k / n_k.sum(), means, covariances
 

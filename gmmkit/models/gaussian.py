@@ -104,15 +104,41 @@ def log_det_from_cholesky(prec_chol: np.ndarray) -> np.ndarray:
     return 2.0 * np.sum(np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
 
 
+#: Floats of the (rows, K, D) temporaries a kernel below may build at once: 2^20 (8 MB).
+#: Their arrays are computed in blocks of rows, so their memory is that of the (N, K)
+#: result whatever N, D and K are (one (N, K, D) array at N = 1e6, D = 40, K = 16 was
+#: 5 GB).  Rows are independent, so blocking changes no value.
+_KERNEL_BLOCK_FLOATS = 2**20
+
+
+def _by_row_blocks(kernel, X: np.ndarray, means: np.ndarray, factor: np.ndarray
+                   ) -> np.ndarray:
+    """``kernel(X, means, factor)`` (N, K) computed on blocks of rows of ``X``."""
+    n, d = X.shape
+    k = means.shape[0]
+    block = max(1, _KERNEL_BLOCK_FLOATS // max(1, k * d))
+    if n <= block:
+        return kernel(X, means, factor)
+    out = np.empty((n, k))
+    for start in range(0, n, block):
+        out[start : start + block] = kernel(X[start : start + block], means, factor)
+    return out
+
+
+def _mahalanobis_sq(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
+    y = np.matmul(X[None, :, :], prec_chol)  # (K, N, D)
+    y -= np.einsum("kd,kde->ke", means, prec_chol)[:, None, :]
+    return np.einsum("knd,knd->nk", y, y)
+
+
 def mahalanobis_sq(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
     """(x_n - mu_k)^T Lambda_k (x_n - mu_k), shape (N, K), as ||x P_k - mu_k P_k||^2.
 
     One batched GEMM for all components: (K, N, D) = X @ P_k, minus the (K, D) rows
-    mu_k P_k; no (N, K, D) difference array is built from X.
+    mu_k P_k; no (N, K, D) difference array is built from X.  In blocks of rows
+    (:data:`_KERNEL_BLOCK_FLOATS`).
     """
-    y = np.matmul(X[None, :, :], prec_chol)  # (K, N, D)
-    y -= np.einsum("kd,kde->ke", means, prec_chol)[:, None, :]
-    return np.einsum("knd,knd->nk", y, y)
+    return _by_row_blocks(_mahalanobis_sq, X, means, prec_chol)
 
 
 def log_gaussian_prob(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
@@ -130,31 +156,48 @@ def log_gaussian_prob(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -
 # diag (K, D) and spherical (K,) hold 1 / sd, tied one upper-triangular (D, D) factor P
 # with P P^T = Sigma^{-1}.  Their kernels never form a (D, D) matrix per component:
 # diag and spherical are elementwise, O(NKD); tied is one (N, D) x (D, D) product.
+def _scaled_sq_diag(X: np.ndarray, means: np.ndarray, prec_sd: np.ndarray) -> np.ndarray:
+    y = (X[:, None, :] - means[None, :, :]) * prec_sd[None, :, :]  # (rows, K, D)
+    return np.einsum("nkd,nkd->nk", y, y)
+
+
+def _sq_distance(X: np.ndarray, means: np.ndarray, _: Any) -> np.ndarray:
+    diff = X[:, None, :] - means[None, :, :]  # (rows, K, D)
+    return np.einsum("nkd,nkd->nk", diff, diff)
+
+
+def _scaled_sq_tied(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
+    y = (X @ prec_chol)[:, None, :] - (means @ prec_chol)[None, :, :]  # (rows, K, D)
+    return np.einsum("nkd,nkd->nk", y, y)
+
+
 def log_gaussian_prob_diag(X: np.ndarray, means: np.ndarray, prec_sd: np.ndarray) -> np.ndarray:
-    """log N(x_n | mu_k, diag(sigma_k^2)) with ``prec_sd`` = 1 / sigma_k, (K, D): (N, K)."""
+    """log N(x_n | mu_k, diag(sigma_k^2)) with ``prec_sd`` = 1 / sigma_k, (K, D): (N, K).
+    Differences in blocks of rows (:data:`_KERNEL_BLOCK_FLOATS`)."""
     d = X.shape[1]
-    y = (X[:, None, :] - means[None, :, :]) * prec_sd[None, :, :]  # (N, K, D)
     log_det = 2.0 * np.sum(np.log(prec_sd), axis=1)  # log|Lambda_k|
-    return -0.5 * d * LOG_2PI + 0.5 * log_det[None, :] - 0.5 * np.einsum("nkd,nkd->nk", y, y)
+    return (-0.5 * d * LOG_2PI + 0.5 * log_det[None, :]
+            - 0.5 * _by_row_blocks(_scaled_sq_diag, X, means, prec_sd))
 
 
 def log_gaussian_prob_spherical(
     X: np.ndarray, means: np.ndarray, prec_sd: np.ndarray
 ) -> np.ndarray:
-    """log N(x_n | mu_k, sigma_k^2 I) with ``prec_sd`` = 1 / sigma_k, (K,): (N, K)."""
+    """log N(x_n | mu_k, sigma_k^2 I) with ``prec_sd`` = 1 / sigma_k, (K,): (N, K).
+    Differences in blocks of rows (:data:`_KERNEL_BLOCK_FLOATS`)."""
     d = X.shape[1]
-    diff = X[:, None, :] - means[None, :, :]  # (N, K, D)
-    sq = np.einsum("nkd,nkd->nk", diff, diff)
+    sq = _by_row_blocks(_sq_distance, X, means, None)
     log_det = 2.0 * d * np.log(prec_sd)
     return -0.5 * d * LOG_2PI + 0.5 * log_det[None, :] - 0.5 * sq * prec_sd[None, :] ** 2
 
 
 def log_gaussian_prob_tied(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
-    """log N(x_n | mu_k, Sigma) with one shared factor ``prec_chol`` (D, D): (N, K)."""
+    """log N(x_n | mu_k, Sigma) with one shared factor ``prec_chol`` (D, D): (N, K).
+    Differences in blocks of rows (:data:`_KERNEL_BLOCK_FLOATS`)."""
     d = X.shape[1]
-    y = (X @ prec_chol)[:, None, :] - (means @ prec_chol)[None, :, :]  # (N, K, D)
     log_det = 2.0 * np.sum(np.log(np.diagonal(prec_chol)))
-    return -0.5 * d * LOG_2PI + 0.5 * log_det - 0.5 * np.einsum("nkd,nkd->nk", y, y)
+    return (-0.5 * d * LOG_2PI + 0.5 * log_det
+            - 0.5 * _by_row_blocks(_scaled_sq_tied, X, means, prec_chol))
 
 
 _FAMILY_KERNELS = {
