@@ -153,6 +153,11 @@ RUN_OPTIONS = [
                  help="Adam learning rate (advi, fullrank_advi) [default: 0.01]."),
     click.option("--target-accept", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                  default=None, help="Target acceptance rate (nuts) [default: 0.9]."),
+    click.option("--n-threads", type=click.IntRange(min=1), default=None,
+                 metavar="N",
+                 help="Threads of every pass over in-memory data (cavi); the fit is the "
+                      "same on any number [default: as many as the BLAS may use, i.e. "
+                      "every core unless OMP_NUM_THREADS says fewer]."),
 ]
 DATA_OPTIONS = [
     click.option("--columns", type=str, default=None,

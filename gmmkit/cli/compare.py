@@ -113,6 +113,7 @@ def compare(
     obs_sd: float, reg_covar: float, covariance: str, seed: int, n_init: int, init: str, tol: float,
     max_iter: int, draws: int | None, tune: int | None, chains: int | None,
     n_iter: int | None, learning_rate: float | None, target_accept: float | None,
+    n_threads: int | None,
     columns: str | None, labels: str | None, dropna: bool, standardize: bool,
     psis_draws: int, min_weight: float,
     log_likelihood: bool | None,
@@ -136,7 +137,8 @@ def compare(
         )
     values = {"n_init": n_init, "init": init, "tol": tol, "max_iter": max_iter,
               "draws": draws, "tune": tune, "chains": chains, "n_iter": n_iter,
-              "learning_rate": learning_rate, "target_accept": target_accept}
+              "learning_rate": learning_rate, "target_accept": target_accept,
+              "n_threads": n_threads}
     check_options_apply(method_list, values)
     table = read_table(data, columns, labels, dropna, standardize)
     X = table.X

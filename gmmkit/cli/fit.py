@@ -60,8 +60,9 @@ Models:
 
 \b
 Method options are refused where they do not apply: --tol and --max-iter (cavi, em,
-kmeans), --n-iter and --learning-rate (advi, fullrank_advi), --draws (advi,
-fullrank_advi, nuts, smc), --tune and --target-accept (nuts), --chains (nuts, smc).
+kmeans), --n-threads (cavi), --n-iter and --learning-rate (advi, fullrank_advi), --draws
+(advi, fullrank_advi, nuts, smc), --tune and --target-accept (nuts), --chains (nuts,
+smc).
 
 \b
 Writes to --out: responsibilities.npy (and .csv when N x K <= 1e6), data.npy,
@@ -89,7 +90,8 @@ def fit(
     beta0: float, nu0: float | None, prior_sd: float | None, obs_sd: float,
     reg_covar: float, covariance: str, seed: int, n_init: int, init: str, tol: float, max_iter: int,
     draws: int | None, tune: int | None, chains: int | None, n_iter: int | None,
-    learning_rate: float | None, target_accept: float | None, columns: str | None,
+    learning_rate: float | None, target_accept: float | None, n_threads: int | None,
+    columns: str | None,
     labels: str | None, dropna: bool, standardize: bool, scheduler: str | None,
     workers: int | None, chunk_rows: int | None, out: str | None, force: bool, quiet: bool,
     weight_prior: str = "dirichlet_distribution",
@@ -104,7 +106,8 @@ def fit(
     method = method or default_method(model_name)
     values = {"n_init": n_init, "init": init, "tol": tol, "max_iter": max_iter,
               "draws": draws, "tune": tune, "chains": chains, "n_iter": n_iter,
-              "learning_rate": learning_rate, "target_accept": target_accept}
+              "learning_rate": learning_rate, "target_accept": target_accept,
+              "n_threads": n_threads}
     check_options_apply([method], values)
     out_dir = Path(out or f"gmmkit-fit-{method}")
     # Refuse a bad --out before any fitting, so a long run is not wasted.

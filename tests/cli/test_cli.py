@@ -150,6 +150,10 @@ BAD_INPUT = [
     pytest.param(["fit", "{d}/good.csv", "--out", "{d}/busy"], "exists and is not empty",
                  id="busy-output"),
     pytest.param(["fit", "{d}/good.csv", "--alpha0", "-1"], "alpha0", id="bad-prior"),
+    pytest.param(["fit", "{d}/good.csv", "--model", "gmm", "--n-threads", "2"],
+                 "--n-threads does not apply to --method em; it applies to cavi",
+                 id="threads-not-for-em"),
+    pytest.param(["fit", "{d}/good.csv", "--n-threads", "0"], "--n-threads", id="zero-threads"),
     pytest.param(["compare", "{d}/good.csv", "--methods", "cavi,gibbs"],
                  r"unknown method\(s\) 'gibbs'", id="compare-unknown-method"),
     pytest.param(["compare", "{d}/good.csv", "--methods", "cavi,cavi"], "given twice",
@@ -378,6 +382,23 @@ def test_fit_gmm_covariance_family(tmp_path):
                                         "--out", str(tmp_path / "b"), "--quiet"])
     assert bayesian.exit_code == 0, bayesian.output
     assert gmmkit.load(tmp_path / "b").model.covariance == "diag"
+
+
+def test_fit_threads_give_the_same_fit(tmp_path):
+    rng = np.random.default_rng(4)
+    data = tmp_path / "x.csv"
+    centres = 5.0 * rng.normal(size=(6, 12))
+    np.savetxt(data, centres[rng.integers(6, size=12_000)] + rng.normal(size=(12_000, 12)),
+               delimiter=",", header=",".join(f"c{i}" for i in range(12)), comments="")
+    fits = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}"
+        result = CliRunner().invoke(cli, ["fit", str(data), "-k", "6", "--covariance", "diag",
+                                          "--n-threads", threads, "--out", str(out), "--quiet"])
+        assert result.exit_code == 0, result.output
+        fits.append(gmmkit.load(out))
+    np.testing.assert_array_equal(fits[0].elbo_trace, fits[1].elbo_trace)
+    np.testing.assert_array_equal(fits[0].means, fits[1].means)
 
 
 def test_fit_says_what_it_writes_and_quiet_silences_it(tmp_path):
