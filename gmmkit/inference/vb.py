@@ -719,7 +719,7 @@ def fit_vb(
     prob = _problem(model, X, sample_weight, n_threads)
     rng = np.random.default_rng(seed)
     # One BLAS thread in each of the pass's threads: the blocked GEMMs are (K, p) x
-    # (p, ~10^3), too small for BLAS threads to pay, and multi-threaded OpenBLAS made them
+    # (p, 2048-8192), too small for BLAS threads to pay, and multi-threaded OpenBLAS made them
     # 2-5x slower in benchmarks/bench_vb.py (tenfold on a busy machine, where its threads
     # spin against other work).  The pass's own threads split the points instead.
     with threadpool_limits(limits=1, user_api="blas"):
