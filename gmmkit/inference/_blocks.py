@@ -6,15 +6,18 @@ responsibilities on NumPy's fast exp.
 chunk's statistics are computed on their own (block by block, as before) and the chunks'
 results are added in chunk order, whichever thread computed them.  The chunks depend on
 N and the block size only, never on the number of threads, so a fit gives the same bits
-on one thread or many.  NumPy releases the GIL inside BLAS and its ufunc loops, which are where a
-pass spends its time, so Python threads share the work without copying the data.
+on one thread or many.  NumPy releases the GIL inside BLAS and its ufunc loops, so
+Python threads share the work without copying the data; between NumPy calls they wait
+for the GIL, which limits the gain (1.4x on two cores for diag VB at N = 1e5, D = 32,
+K = 16).
 
+**The exp.**
 NumPy's vectorised exp (AVX2 / AVX-512) hands every argument below about -708, where
 exp(x) is subnormal or 0, to a scalar fallback that is 10-100 times slower per element
 (measured on this project's machine: 0.6 ns per element above -705, 11-125 ns below
--708, and 3.6 ns for -inf).  The log-responsibilities of well-separated data sit there
-for most (point, component) pairs: a diag VB iteration at N = 1e5, D = 32, K = 16 spent
-55 of its 75 ms in exp (``benchmarks/bench_vb.py``).  scikit-learn and scipy's
+-708, and 3.6 ns for -inf).  Well-separated data put some of their (point, component)
+pairs there -- 6 % in ``benchmarks/bench_vb.py``'s diag case, N = 1e5, D = 32, K = 16,
+whose VB iteration spent 55 of its 75 ms in exp.  scikit-learn and scipy's
 ``logsumexp`` pay it too.
 
 Every exp here is taken of the shifted log densities floored at :data:`EXP_FLOOR`.  That
@@ -65,7 +68,7 @@ def block_size(n_components: int, n_features: int) -> int:
     """Points per block of a VB pass: ~256k doubles per (K, block) or (p, block) buffer,
     2048 to 8192 points.  Smaller blocks (64k doubles, in L2 cache) are no faster on one
     thread but leave the threads of a pass waiting for the GIL between NumPy calls: at
-    N = 1e5, D = 32, K = 16 two threads gave 1.2x with them and 1.6x with these
+    N = 1e5, D = 32, K = 16 two threads gave 1.2x with them and 1.4-1.6x with these
     (``benchmarks/bench_vb.py``)."""
     return max(2048, min(8192, 262_144 // max(n_components, n_features)))
 

@@ -72,6 +72,7 @@ __all__ = [
     "Posterior",
     "blocked_e_step",
     "chunk_statistics",
+    "chunked_e_step",
     "e_step_coefficients",
     "elbo",
     "elbo_at",
@@ -246,9 +247,9 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None,
         # Too big to keep: the features are recomputed per block (2 N D flops a pass).
         return _problem_from_centre(model, centre, np.ascontiguousarray((X - centre).T),
                                     None, w)._replace(n_threads=n_threads)
-    # The features never change: computed once they save a pass over the data per
-    # iteration (a fifth of the diag iteration at N = 1e5, D = 32, K = 16) for the memory
-    # of about one more (N, D) array; the centred data are rows 1..D of phi, not a copy.
+    # The features never change: computed once they save forming them every pass (about
+    # 2 of 20 ms of a diag iteration at N = 1e5, D = 32, K = 16) for the memory of about
+    # one more (N, D) array; the centred data are rows 1..D of phi, not a copy.
     phi = np.empty((p, n))
     X_t = phi[1 : 1 + d]
     np.subtract(X.T, centre[:, None], out=X_t)
@@ -287,21 +288,29 @@ def _feature_source(prob: _Problem, n_components: int, first: int = 0, last: int
     return _column_features(prob.X_t[:, first:last], prob.spherical, n_components)
 
 
-def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
-          ) -> tuple[np.ndarray, float]:
-    """:func:`blocked_e_step` over all the in-memory points, in chunks on ``n_threads``
-    threads (:func:`gmmkit.inference._blocks.map_chunks`); r to ``out`` (N, K) if given."""
-    n_components = coef.shape[1]
+def chunked_e_step(
+    n: int, chunk_features: Callable[[int, int], Callable[[int, int], np.ndarray]],
+    coef: np.ndarray, w: np.ndarray | None, n_threads: int, out: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """:func:`blocked_e_step` over all N in-memory points, in chunks on ``n_threads``
+    threads (:func:`gmmkit.inference._blocks.map_chunks`; the result does not depend on
+    the thread count).  ``chunk_features(first, last)`` -> the ``features`` callable of the
+    points first..last (indices relative to ``first``); r to ``out`` (N, K) if given."""
 
     def chunk(start: int, stop: int) -> tuple[np.ndarray, float]:
-        return blocked_e_step(
-            stop - start, _feature_source(prob, n_components, start, stop), coef,
-            None if prob.w is None else prob.w[start:stop],
-            None if out is None else out[start:stop])
+        return blocked_e_step(stop - start, chunk_features(start, stop), coef,
+                              None if w is None else w[start:stop],
+                              None if out is None else out[start:stop])
 
     p, k = coef.shape
-    return map_chunks(prob.X_t.shape[1], block_size(k, p), chunk,
-                      pass_threads(prob.n_threads, k, p))
+    return map_chunks(n, block_size(k, p), chunk, pass_threads(n_threads, k, p))
+
+
+def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
+          ) -> tuple[np.ndarray, float]:
+    """:func:`chunked_e_step` over the problem's points."""
+    return chunked_e_step(prob.X_t.shape[1], partial(_feature_source, prob, coef.shape[1]),
+                          coef, prob.w, prob.n_threads, out)
 
 
 def _column_features(X_t: np.ndarray, spherical: bool, n_components: int

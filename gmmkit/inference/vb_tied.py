@@ -42,10 +42,11 @@ import numpy as np
 from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp
 
-from gmmkit.inference._blocks import block_size, map_chunks, pass_threads, resolve_threads
+from gmmkit.inference._blocks import block_size, resolve_threads
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.inference.vb_diag import (
     blocked_e_step,
+    chunked_e_step,
     hard_block_statistics,
     weight_component_log_q,
     weights_q_from_beta,
@@ -133,17 +134,9 @@ def _feature_source(prob: _Problem, first: int = 0, last: int | None = None):
 
 def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
           ) -> tuple[np.ndarray, float]:
-    """:func:`~gmmkit.inference.vb_diag.blocked_e_step` over all the in-memory points, in
-    chunks on ``n_threads`` threads (:func:`gmmkit.inference._blocks.map_chunks`)."""
-
-    def chunk(start: int, stop: int) -> tuple[np.ndarray, float]:
-        return blocked_e_step(stop - start, _feature_source(prob, start, stop), coef,
-                              None if prob.w is None else prob.w[start:stop],
-                              None if out is None else out[start:stop])
-
-    p, k = coef.shape
-    return map_chunks(prob.phi.shape[1], block_size(k, p), chunk,
-                      pass_threads(prob.n_threads, k, p))
+    """:func:`~gmmkit.inference.vb_diag.chunked_e_step` over the problem's points."""
+    return chunked_e_step(prob.phi.shape[1], partial(_feature_source, prob), coef, prob.w,
+                          prob.n_threads, out)
 
 
 # ----------------------------------------------------------------------------- state
