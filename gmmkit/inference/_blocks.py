@@ -6,10 +6,10 @@ responsibilities on NumPy's fast exp.
 chunk's statistics are computed on their own (block by block, as before) and the chunks'
 results are added in chunk order, whichever thread computed them.  The chunks depend on
 N and the block size only, never on the number of threads, so a fit gives the same bits
-on one thread or many.  NumPy releases the GIL inside BLAS and its ufunc loops, so
-Python threads share the work without copying the data; between NumPy calls they wait
-for the GIL, which limits the gain (1.4x on two cores for diag VB at N = 1e5, D = 32,
-K = 16).
+on one thread or many.  Threads share the data without copying it.  The VB passes run
+each block as one compiled call without the GIL (:func:`softmax_statistics`,
+:mod:`gmmkit.inference._kernels`); CAVI's and EM's passes are NumPy calls, which release
+the GIL only inside BLAS and ufunc loops, so their threads wait for it in between.
 
 **The exp.**
 NumPy's vectorised exp (AVX2 / AVX-512) hands every argument below about -708, where
@@ -31,6 +31,7 @@ form or add 10 eps to N_k), so nothing becomes NaN either way.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,7 @@ __all__ = [
     "CHUNK_BLOCKS",
     "EXP_FLOOR",
     "KEEP_FEATURES_BYTES",
+    "KERNEL_TILE",
     "block_size",
     "default_threads",
     "exp_floored",
@@ -51,6 +53,7 @@ __all__ = [
     "normalise_columns",
     "pass_threads",
     "resolve_threads",
+    "softmax_statistics",
 ]
 
 #: Blocks per chunk of a threaded pass: a chunk (~1-3 ms of work) dwarfs handing it to a
@@ -66,10 +69,10 @@ KEEP_FEATURES_BYTES = 256 * 2**20
 
 def block_size(n_components: int, n_features: int) -> int:
     """Points per block of a VB pass: ~256k doubles per (K, block) or (p, block) buffer,
-    2048 to 8192 points.  Smaller blocks (64k doubles, in L2 cache) are no faster on one
-    thread but leave the threads of a pass waiting for the GIL between NumPy calls: at
-    N = 1e5, D = 32, K = 16 two threads gave 1.2x with them and 1.4-1.6x with these
-    (``benchmarks/bench_vb.py``)."""
+    2048 to 8192 points.  A block is one compiled call (:func:`softmax_statistics`, which
+    tiles it by :data:`KERNEL_TILE` for the cache), or one buffer of features where they
+    are recomputed; a chunk of :data:`CHUNK_BLOCKS` blocks is the unit handed to a
+    thread."""
     return max(2048, min(8192, 262_144 // max(n_components, n_features)))
 
 
@@ -197,3 +200,79 @@ def _sum_in_order(results):
     for result in results:
         total = result if total is None else _add(total, result)
     return total
+
+
+#: Points per block inside the compiled pass (:func:`softmax_statistics`): the (p, B)
+#: features and (K, B) logits stay in L2 cache between its two GEMMs.  Of 256-4096 at
+#: N = 1e5, D = 32, K = 16, 512 was the fastest (4096 about 10 % slower).
+KERNEL_TILE = 512
+
+_NO_WEIGHTS = np.empty(0)
+_NO_OUTPUT = np.empty((0, 0))
+
+
+def softmax_statistics(phi: np.ndarray, coef: np.ndarray, w: np.ndarray | None = None,
+                       out: np.ndarray | None = None, first: int = 0,
+                       last: int | None = None) -> tuple[np.ndarray, float]:
+    """Responsibilities r_nk = softmax_k(phi_n . C[:, k]) of the points ``first..last``
+    and their statistics, in one compiled pass without the GIL
+    (:mod:`gmmkit.inference._kernels`; exp of the shifted log densities floored at
+    :data:`EXP_FLOOR`, as :func:`normalise_columns`).
+
+    Parameters
+    ----------
+    phi : ndarray, shape (p, L)
+        Features, one point per column: float64 with unit column stride and any row
+        stride, so a view of kept features is read in place.
+    coef : ndarray, shape (p, K)
+        C of ln rho_nk = phi_n . C[:, k].
+    w : ndarray, shape (n,), or None
+        Frequency weights of the n = last - first points (None: each counts once).
+    out : ndarray, shape (n, K), optional
+        C-contiguous; receives r (unweighted).
+    first, last : int
+        The columns of ``phi`` to pass over (``last`` defaults to L).
+
+    Returns
+    -------
+    stats : ndarray, shape (K, p)
+        sum_n w_n r_nk phi_n.
+    lse_sum : float
+        sum_n w_n logsumexp_k ln rho_nk.
+    """
+    from gmmkit.inference import _kernels  # numba: imported on the first pass only
+
+    last = phi.shape[1] if last is None else last
+    n = last - first
+    p, k = coef.shape
+    if (phi.dtype != np.float64 or phi.ndim != 2 or phi.shape[0] != p
+            or phi.strides[1] != phi.itemsize or not 0 <= first <= last <= phi.shape[1]):
+        raise ValueError(f"phi: expected float64 ({p}, L) with unit column stride and "
+                         f"0 <= first <= last <= L; got {phi.dtype} {phi.shape}, strides "
+                         f"{phi.strides}, first {first}, last {last}")
+    if max(phi.strides[0] // phi.itemsize, n) >= 2**31:
+        raise ValueError(f"phi: the BLAS takes 32-bit sizes; row stride "
+                         f"{phi.strides[0] // phi.itemsize} and n = {n} must stay below "
+                         "2^31 (pass the points in chunks)")
+    if out is not None and (out.shape != (n, k) or not out.flags.c_contiguous):
+        raise ValueError(f"out: expected a C-contiguous ({n}, {k}) array, got {out.shape}")
+    stats_t = np.zeros((k, p))
+    col_max = np.empty(n)
+    col_sum = np.empty(n)
+    weights = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    if n > 0:
+        _kernels.softmax_statistics_kernel(
+            _dgemm_address(), phi, first, last, np.ascontiguousarray(coef.T, dtype=np.float64),
+            _NO_WEIGHTS if weights is None else weights, _NO_OUTPUT if out is None else out,
+            stats_t, col_max, col_sum, KERNEL_TILE, EXP_FLOOR)
+    log_col_sum = np.log(col_sum)
+    if weights is None:
+        return stats_t, float(col_max.sum() + log_col_sum.sum())
+    return stats_t, float(weights @ col_max + weights @ log_col_sum)
+
+
+@functools.cache
+def _dgemm_address() -> int:
+    from gmmkit.inference import _kernels
+
+    return _kernels.dgemm_address()

@@ -205,7 +205,7 @@ class _Bishop:
         p = self.prob
         perm = rng.permutation(self.n)
         if p.phi is not None:
-            phi = p.phi[:, perm]
+            phi = np.take(p.phi, perm, axis=1)  # C order: the pass reads it in place
             X_t = phi[1 : 1 + self.d]
         else:
             phi, X_t = None, np.ascontiguousarray(p.X_t[:, perm])

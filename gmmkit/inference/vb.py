@@ -56,9 +56,9 @@ from gmmkit.inference._blocks import (
     KEEP_FEATURES_BYTES,
     block_size,
     map_chunks,
-    normalise_columns,
     pass_threads,
     resolve_threads,
+    softmax_statistics,
 )
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import (
@@ -305,46 +305,25 @@ def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, iu
     """
     n = X_t.shape[1]
     p, k = coef.shape
-    coef_t = np.ascontiguousarray(coef.T)  # (K, p)
     block = max(1, min(block_size(k, p), n))
-    phi = np.empty((p, block))
-    logits = np.empty((k, block))
-    col_max = np.empty(block)
-    col_sum = np.empty(block)
-    stats = np.zeros((p, k))
+    phi = np.empty((p, block)) if features is None else None
+    stats = np.zeros((k, p))
     lse_sum = 0.0
-    scale_features = p <= k  # scale the narrower of (p, B) and (K, B) by 1/col_sum
     for start in range(0, n, block):
         b = min(block, n - start)
-        f, lb, mx, tot = phi[:, :b], logits[:, :b], col_max[:b], col_sum[:b]
         if features is None:
-            _features(X_t[:, start : start + b], iu, f)
+            f = _features(X_t[:, start : start + b], iu, phi[:, :b])
         else:
-            f = features[:, start : start + b]
-        np.matmul(coef_t, f, out=lb)  # log rho, (K, B)
-        normalise_columns(lb, mx, tot)  # lb <- rho / max_k rho
-        if w is None:
-            lse_sum += float(mx.sum() + np.log(tot).sum())
-            np.divide(1.0, tot, out=tot)
-        else:
-            wb = w[start : start + b]
-            lse_sum += float(wb @ mx + wb @ np.log(tot))
-            np.divide(1.0, tot, out=tot)
-            if out is not None:  # r itself to out, w r to the statistics
-                lb *= tot
-                out[start : start + b] = lb.T
-                lb *= wb
-                stats += f @ lb.T
-                continue
-            tot *= wb  # the weight folded into the normaliser: w_n / sum_k rho_nk
-        if scale_features and out is None:
-            f = np.multiply(f, tot, out=phi[:, :b])  # never scale the kept features
-        else:
-            lb *= tot
-        stats += f @ lb.T
-        if out is not None:
-            out[start : start + b] = lb.T
-    return np.ascontiguousarray(stats.T), lse_sum
+            f = features[:, start : start + b]  # kept: read in place, never written
+            if f.strides[1] != f.itemsize:  # the compiled pass needs points contiguous
+                f = np.ascontiguousarray(f)
+        # 10.46-10.49 and the statistics in one compiled pass over the block.
+        block_stats, block_lse = softmax_statistics(
+            f, coef, None if w is None else w[start : start + b],
+            None if out is None else out[start : start + b])
+        stats += block_stats
+        lse_sum += block_lse
+    return stats, lse_sum
 
 
 def _m_step(prob: _Problem, stats: np.ndarray):

@@ -54,9 +54,9 @@ from gmmkit.inference._blocks import (
     KEEP_FEATURES_BYTES,
     block_size,
     map_chunks,
-    normalise_columns,
     pass_threads,
     resolve_threads,
+    softmax_statistics,
 )
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import BayesianGMM
@@ -117,32 +117,18 @@ def blocked_e_step(
         sum_n w_n logsumexp_k ln rho_nk.
     """
     p, k = coef.shape
-    coef_t = np.ascontiguousarray(coef.T)
     block = min(block_size(k, p), n)
-    logits = np.empty((k, block))
-    col_max = np.empty(block)
-    col_sum = np.empty(block)
-    stats = np.zeros((p, k))
+    stats = np.zeros((k, p))
     lse_sum = 0.0
     for start in range(0, n, block):
         stop = min(start + block, n)
-        f = features(start, stop)
-        lb, mx, tot = logits[:, : stop - start], col_max[: stop - start], col_sum[: stop - start]
-        np.matmul(coef_t, f, out=lb)  # ln rho, (K, B)
-        normalise_columns(lb, mx, tot)  # lb <- rho / max_k rho
-        log_tot = np.log(tot)
-        np.divide(1.0, tot, out=tot)  # one division per point, then products
-        lb *= tot  # r, (K, B)
-        if out is not None:
-            out[start:stop] = lb.T
-        if w is None:
-            lse_sum += float(mx.sum() + log_tot.sum())
-        else:
-            wb = w[start:stop]
-            lse_sum += float(wb @ mx + wb @ log_tot)
-            lb *= wb
-        stats += f @ lb.T
-    return np.ascontiguousarray(stats.T), lse_sum
+        # One compiled pass per block (a view of kept features is read in place).
+        block_stats, block_lse = softmax_statistics(
+            features(start, stop), coef, None if w is None else w[start:stop],
+            None if out is None else out[start:stop])
+        stats += block_stats
+        lse_sum += block_lse
+    return stats, lse_sum
 
 
 def hard_block_statistics(
