@@ -385,16 +385,23 @@ def test_fit_gmm_covariance_family(tmp_path):
 
 
 def test_fit_threads_give_the_same_fit(tmp_path):
+    from gmmkit.inference._blocks import CHUNK_BLOCKS, block_size, pass_threads
+
+    n, d, k = 36_000, 16, 8
+    p = 1 + 2 * d  # diag's features [1, x, x^2]
+    # The pass is heavy enough to be split, and the data span several chunks.
+    assert pass_threads(2, k, p) == 2 and n > 2 * CHUNK_BLOCKS * block_size(k, p)
     rng = np.random.default_rng(4)
     data = tmp_path / "x.csv"
-    centres = 5.0 * rng.normal(size=(6, 12))
-    np.savetxt(data, centres[rng.integers(6, size=12_000)] + rng.normal(size=(12_000, 12)),
-               delimiter=",", header=",".join(f"c{i}" for i in range(12)), comments="")
+    centres = 5.0 * rng.normal(size=(k, d))
+    np.savetxt(data, centres[rng.integers(k, size=n)] + rng.normal(size=(n, d)),
+               delimiter=",", header=",".join(f"c{i}" for i in range(d)), comments="")
     fits = []
     for threads in ("1", "2"):
         out = tmp_path / f"t{threads}"
-        result = CliRunner().invoke(cli, ["fit", str(data), "-k", "6", "--covariance", "diag",
-                                          "--n-threads", threads, "--out", str(out), "--quiet"])
+        result = CliRunner().invoke(cli, ["fit", str(data), "-k", str(k), "--covariance",
+                                          "diag", "--n-threads", threads, "--out", str(out),
+                                          "--quiet"])
         assert result.exit_code == 0, result.output
         fits.append(gmmkit.load(out))
     np.testing.assert_array_equal(fits[0].elbo_trace, fits[1].elbo_trace)
