@@ -55,10 +55,10 @@ from scipy.special import digamma, gammaln, logsumexp
 from gmmkit.inference._blocks import (
     KEEP_FEATURES_BYTES,
     block_size,
+    blocked_e_step,
     map_chunks,
     pass_threads,
     resolve_threads,
-    softmax_statistics,
 )
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import (
@@ -304,26 +304,16 @@ def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, iu
         sum_n w_n logsumexp_k log rho_nk.
     """
     n = X_t.shape[1]
+    if features is not None:  # kept: read in place, never written
+        return blocked_e_step(n, lambda start, stop: features[:, start:stop], coef, w, out)
     p, k = coef.shape
-    block = max(1, min(block_size(k, p), n))
-    phi = np.empty((p, block)) if features is None else None
-    stats = np.zeros((k, p))
-    lse_sum = 0.0
-    for start in range(0, n, block):
-        b = min(block, n - start)
-        if features is None:
-            f = _features(X_t[:, start : start + b], iu, phi[:, :b])
-        else:
-            f = features[:, start : start + b]  # kept: read in place, never written
-            if f.strides[1] != f.itemsize:  # the compiled pass needs points contiguous
-                f = np.ascontiguousarray(f)
-        # 10.46-10.49 and the statistics in one compiled pass over the block.
-        block_stats, block_lse = softmax_statistics(
-            f, coef, None if w is None else w[start : start + b],
-            None if out is None else out[start : start + b])
-        stats += block_stats
-        lse_sum += block_lse
-    return stats, lse_sum
+    buffer = np.empty((p, max(1, min(block_size(k, p), n))))
+
+    def formed(start: int, stop: int) -> np.ndarray:
+        return _features(X_t[:, start:stop], iu, buffer[:, : stop - start])
+
+    # 10.46-10.49 and the statistics, one compiled pass per block.
+    return blocked_e_step(n, formed, coef, w, out)
 
 
 def _m_step(prob: _Problem, stats: np.ndarray):
@@ -697,8 +687,8 @@ def fit_vb(
     model = model.resolve(X, sample_weight=sample_weight)
     prob = _problem(model, X, sample_weight, n_threads)
     rng = np.random.default_rng(seed)
-    # One BLAS thread in each of the pass's threads: the blocked GEMMs are (K, p) x
-    # (p, 2048-8192), too small for BLAS threads to pay, and multi-threaded OpenBLAS made them
+    # One BLAS thread in each of the pass's threads: the GEMMs are (K, p) x (p, 512)
+    # tiles, too small for BLAS threads to pay, and multi-threaded OpenBLAS made them
     # 2-5x slower in benchmarks/bench_vb.py (tenfold on a busy machine, where its threads
     # spin against other work).  The pass's own threads split the points instead.
     with threadpool_limits(limits=1, user_api="blas"):

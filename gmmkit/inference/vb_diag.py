@@ -53,10 +53,10 @@ from scipy.special import digamma, gammaln, logsumexp
 from gmmkit.inference._blocks import (
     KEEP_FEATURES_BYTES,
     block_size,
+    blocked_e_step,
     map_chunks,
     pass_threads,
     resolve_threads,
-    softmax_statistics,
 )
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import BayesianGMM
@@ -70,7 +70,6 @@ __all__ = [
     "NormalGammaPosterior",
     "NormalGammaVBState",
     "Posterior",
-    "blocked_e_step",
     "chunk_statistics",
     "chunked_e_step",
     "e_step_coefficients",
@@ -91,46 +90,6 @@ _LOG_2 = np.log(2.0)
 
 
 # ----------------------------------------------------------------------------- shared
-def blocked_e_step(
-    n: int, features: Callable[[int, int], np.ndarray], coef: np.ndarray,
-    w: np.ndarray | None, out: np.ndarray | None = None,
-) -> tuple[np.ndarray, float]:
-    """Responsibilities from ln rho = coef^T phi(x), in blocks of points.
-
-    Parameters
-    ----------
-    n : int
-        Number of points.
-    features : callable
-        ``features(start, stop)`` -> phi of those points, (p, B), points along columns.
-    coef : ndarray, shape (p, K)
-    w : ndarray, shape (N,), or None
-        Frequency weights.
-    out : ndarray, shape (N, K), optional
-        Receives r.
-
-    Returns
-    -------
-    stats : ndarray, shape (K, p)
-        sum_n w_n r_nk phi(x_n).
-    lse_sum : float
-        sum_n w_n logsumexp_k ln rho_nk.
-    """
-    p, k = coef.shape
-    block = min(block_size(k, p), n)
-    stats = np.zeros((k, p))
-    lse_sum = 0.0
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        # One compiled pass per block (a view of kept features is read in place).
-        block_stats, block_lse = softmax_statistics(
-            features(start, stop), coef, None if w is None else w[start:stop],
-            None if out is None else out[start:stop])
-        stats += block_stats
-        lse_sum += block_lse
-    return stats, lse_sum
-
-
 def hard_block_statistics(
     X_t: np.ndarray, features: Callable[[int, int], np.ndarray], centres: np.ndarray,
     w: np.ndarray | None, n_features: int,
@@ -278,10 +237,11 @@ def chunked_e_step(
     n: int, chunk_features: Callable[[int, int], Callable[[int, int], np.ndarray]],
     coef: np.ndarray, w: np.ndarray | None, n_threads: int, out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """:func:`blocked_e_step` over all N in-memory points, in chunks on ``n_threads``
-    threads (:func:`gmmkit.inference._blocks.map_chunks`; the result does not depend on
-    the thread count).  ``chunk_features(first, last)`` -> the ``features`` callable of the
-    points first..last (indices relative to ``first``); r to ``out`` (N, K) if given."""
+    """:func:`~gmmkit.inference._blocks.blocked_e_step` over all N in-memory points, in
+    chunks on ``n_threads`` threads (:func:`gmmkit.inference._blocks.map_chunks`; the
+    result does not depend on the thread count).  ``chunk_features(first, last)`` -> the
+    ``features`` callable of the points first..last (indices relative to ``first``); r to
+    ``out`` (N, K) if given."""
 
     def chunk(start: int, stop: int) -> tuple[np.ndarray, float]:
         return blocked_e_step(stop - start, chunk_features(start, stop), coef,
@@ -378,9 +338,10 @@ def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray,
                      spherical: bool) -> tuple[np.ndarray, float]:
     """The E-step fused with the statistics of r over one chunk of centred points ``X_t``
     (D, n) with weights ``w`` (n,) or None: ``(stats (K, p), lse_sum)`` as
-    :func:`blocked_e_step`.  The one per-iteration pass, shared by the in-memory fit (one
-    chunk: all the data) and the chunked driver (:mod:`gmmkit.inference.chunked`, one
-    call per Dask chunk, the results summed), so both run the same arithmetic."""
+    :func:`~gmmkit.inference._blocks.blocked_e_step`.  The one per-iteration pass,
+    shared by the in-memory fit (one chunk: all the data) and the chunked driver
+    (:mod:`gmmkit.inference.chunked`, one call per Dask chunk, the results summed), so
+    both run the same arithmetic."""
     features = _column_features(X_t, spherical, coef.shape[1])
     return blocked_e_step(X_t.shape[1], features, coef, w)
 

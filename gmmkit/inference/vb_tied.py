@@ -42,10 +42,9 @@ import numpy as np
 from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp
 
-from gmmkit.inference._blocks import block_size, resolve_threads
+from gmmkit.inference._blocks import block_size, blocked_e_step, resolve_threads
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.inference.vb_diag import (
-    blocked_e_step,
     chunked_e_step,
     hard_block_statistics,
     weight_component_log_q,
@@ -224,7 +223,7 @@ def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, la
                      ) -> tuple[np.ndarray, float]:
     """The E-step fused with the statistics of r over one chunk of centred points ``X_t``
     (D, n): ``(stats (K, 1 + D), sum_n w_n logsumexp_k [1, x_n] . C[:, k])`` by the same
-    :func:`~gmmkit.inference.vb_diag.blocked_e_step` as the in-memory fit (which reads its
+    :func:`~gmmkit.inference._blocks.blocked_e_step` as the in-memory fit (which reads its
     kept [1, x] instead).  The term common to every k is left to
     :func:`state_from_pass`, which adds it for all the points at once."""
     return blocked_e_step(X_t.shape[1], _chunk_features(X_t, coef.shape[1]), coef, w)
