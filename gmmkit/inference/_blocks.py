@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from scipy.special import logsumexp
@@ -45,8 +45,10 @@ __all__ = [
     "EXP_FLOOR",
     "KEEP_FEATURES_BYTES",
     "KERNEL_TILE",
+    "QuadraticFeatures",
     "block_size",
-    "blocked_e_step",
+    "chunked_pass",
+    "data_softmax_statistics",
     "default_threads",
     "exp_floored",
     "log_normaliser_rows",
@@ -151,6 +153,26 @@ def pass_threads(n_threads: int, n_components: int, n_features: int) -> int:
     return n_threads if n_components * n_features >= MIN_WORK_FOR_THREADS else 1
 
 
+def chunked_pass(
+    n: int, coef: np.ndarray, w: np.ndarray | None, out: np.ndarray | None, n_threads: int,
+    chunk_statistics: Callable[[int, int, np.ndarray | None, np.ndarray | None],
+                               tuple[np.ndarray, float]],
+) -> tuple[np.ndarray, float]:
+    """The VB pass over n in-memory points: ``chunk_statistics(start, stop, w[start:stop],
+    out[start:stop])`` (None for an absent ``w`` or ``out``) -> ``(stats, lse_sum)`` of
+    each chunk, summed by :func:`map_chunks` on up to ``n_threads`` threads (the same bits
+    for every count); ``coef`` (p, K) sets the chunks' size and whether threads pay."""
+    p, k = coef.shape
+    if n == 0:  # no chunks to add up
+        return np.zeros((k, p)), 0.0
+
+    def chunk(start: int, stop: int) -> tuple[np.ndarray, float]:
+        return chunk_statistics(start, stop, None if w is None else w[start:stop],
+                                None if out is None else out[start:stop])
+
+    return map_chunks(n, block_size(k, p), chunk, pass_threads(n_threads, k, p))
+
+
 def _add(a: T, b: T) -> T:
     if isinstance(a, tuple):
         return tuple(_add(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
@@ -246,32 +268,138 @@ def softmax_statistics(phi: np.ndarray, coef: np.ndarray, w: np.ndarray | None =
     from gmmkit.inference import _kernels  # numba: imported on the first pass only
 
     p, k = coef.shape
-    last = phi.shape[-1] if last is None else last
+    phi, first, last, weights = _checked_points("phi", "features", phi, p, first, last, w, out, k)
+    return _finish(lambda stats_t, col_max, col_sum, coef_t: (
+        _kernels.softmax_statistics_kernel(
+            _dgemm_address(), phi, first, last, coef_t,
+            _NO_WEIGHTS if weights is None else weights, _NO_OUTPUT if out is None else out,
+            stats_t, col_max, col_sum, KERNEL_TILE, EXP_FLOOR)), coef, last - first, weights)
+
+
+def _checked_points(name: str, what: str, a: np.ndarray, n_rows: int, first: int,
+                    last: int | None, w: np.ndarray | None, out: np.ndarray | None, k: int):
+    """The columns first..last of ``a`` (n_rows, L) as the kernels read them: ``(a, first,
+    last, weights)``, ``a`` copied (just those columns) unless a float64 view with unit
+    column stride; a ValueError naming ``name`` (holding ``what``) or ``out`` for what does
+    not fit."""
+    a = np.asarray(a)
+    last = a.shape[-1] if last is None else last
     n = last - first
-    if phi.ndim != 2 or phi.shape[0] != p or not 0 <= first <= last <= phi.shape[1]:
-        raise ValueError(f"phi: expected ({p}, L) features and 0 <= first <= last <= L; got "
-                         f"shape {phi.shape}, first {first}, last {last}")
-    if phi.dtype != np.float64 or phi.strides[1] != phi.itemsize:
-        # The BLAS reads points as contiguous doubles: copy just the points passed over.
-        phi, first, last = np.ascontiguousarray(phi[:, first:last], dtype=np.float64), 0, n
-    if phi.strides[0] // phi.itemsize >= 2**31:  # the BLAS's leading dimension is 32-bit
-        raise ValueError(f"phi: rows {phi.strides[0] // phi.itemsize} doubles apart; the "
+    if a.ndim != 2 or a.shape[0] != n_rows or not 0 <= first <= last <= a.shape[1]:
+        raise ValueError(f"{name}: expected ({n_rows}, L) {what} and 0 <= first <= last <= "
+                         f"L; got shape {a.shape}, first {first}, last {last}")
+    if a.dtype != np.float64 or a.strides[1] != a.itemsize:
+        # The kernels read points as contiguous doubles: copy just the points passed over.
+        a, first, last = np.ascontiguousarray(a[:, first:last], dtype=np.float64), 0, n
+    if a.strides[0] // a.itemsize >= 2**31:  # the BLAS's leading dimension is 32-bit
+        raise ValueError(f"{name}: rows {a.strides[0] // a.itemsize} doubles apart; the "
                          "BLAS takes fewer than 2^31 (pass the points in chunks)")
     if out is not None and (out.shape != (n, k) or not out.flags.c_contiguous):
         raise ValueError(f"out: expected a C-contiguous ({n}, {k}) array, got {out.shape}")
+    weights = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    return a, first, last, weights
+
+
+def _finish(kernel: Callable[..., None], coef: np.ndarray, n: int,
+            weights: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """Run ``kernel(stats_t, col_max, col_sum, coef_t)`` over n points and return
+    ``(stats (K, p), lse_sum)``."""
+    p, k = coef.shape
     stats_t = np.zeros((k, p))
     col_max = np.empty(n)
     col_sum = np.empty(n)
-    weights = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
     if n > 0:
-        _kernels.softmax_statistics_kernel(
-            _dgemm_address(), phi, first, last, np.ascontiguousarray(coef.T, dtype=np.float64),
-            _NO_WEIGHTS if weights is None else weights, _NO_OUTPUT if out is None else out,
-            stats_t, col_max, col_sum, KERNEL_TILE, EXP_FLOOR)
+        kernel(stats_t, col_max, col_sum, np.ascontiguousarray(coef.T, dtype=np.float64))
     log_col_sum = np.log(col_sum)
     if weights is None:
         return stats_t, float(col_max.sum() + log_col_sum.sum())
     return stats_t, float(weights @ col_max + weights @ log_col_sum)
+
+
+class QuadraticFeatures(NamedTuple):
+    """A map phi(x) = [1, x, q_1(x), ..., q_m(x)] from D coordinates to p = 1 + D + m
+    features, where q_i(x) is the sum of x_a x_c over the pairs (a, c) of group i: the
+    features of diag ([x_d^2]: one pair (d, d) per group) and spherical ([|x|^2]: one group
+    of D pairs) VB, which :func:`data_softmax_statistics` forms from the data itself.
+
+    Build it with :meth:`from_groups`.
+    """
+
+    n_dims: int  # D
+    offsets: np.ndarray  # (m + 1,) int64: group i is pairs[offsets[i]:offsets[i + 1]]
+    pairs: np.ndarray  # (n_pairs, 2) int64 coordinates
+
+    @classmethod
+    def from_groups(cls, n_dims: int, groups: Sequence[Sequence[tuple[int, int]]]
+                    ) -> QuadraticFeatures:
+        """The map of D = ``n_dims`` coordinates with one quadratic feature per group of
+        coordinate pairs (each 0 <= a, c < D)."""
+        if any(len(group) == 0 for group in groups):
+            raise ValueError("groups: every quadratic feature needs at least one pair")
+        pairs = np.array([pair for group in groups for pair in group], dtype=np.int64)
+        pairs = pairs.reshape(-1, 2)
+        if pairs.size and (pairs.min() < 0 or pairs.max() >= n_dims):
+            raise ValueError(f"groups: coordinates must lie in 0..{n_dims - 1}, got "
+                             f"{pairs.min()}..{pairs.max()}")
+        offsets = np.cumsum([0] + [len(group) for group in groups], dtype=np.int64)
+        offsets.setflags(write=False)
+        pairs.setflags(write=False)
+        return cls(n_dims, offsets, pairs)
+
+    @property
+    def n_features(self) -> int:
+        """p = 1 + D + m."""
+        return 1 + self.n_dims + len(self.offsets) - 1
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """phi of points as columns, (D, n) -> (p, n), by NumPy (the reference the
+        compiled pass is tested against)."""
+        products = x[self.pairs[:, 0]] * x[self.pairs[:, 1]]
+        quadratic = np.add.reduceat(products, self.offsets[:-1], axis=0) if len(
+            self.pairs) else np.empty((0, x.shape[1]))
+        return np.vstack([np.ones((1, x.shape[1])), x, quadratic])
+
+
+def data_softmax_statistics(x: np.ndarray, features: QuadraticFeatures, coef: np.ndarray,
+                            w: np.ndarray | None = None, out: np.ndarray | None = None,
+                            first: int = 0, last: int | None = None
+                            ) -> tuple[np.ndarray, float]:
+    """:func:`softmax_statistics` of ``features(x)``, the features formed from the data
+    tile by tile inside the compiled pass (never as a (p, n) array in memory).
+
+    Parameters
+    ----------
+    x : ndarray, shape (D, L)
+        Centred points, one per column; C-contiguous float64 data are read in place, any
+        other layout (a view of some columns included) is copied first (columns
+        first..last only).
+    features : QuadraticFeatures
+        phi, with ``features.n_dims`` = D and ``features.n_features`` = p.
+    coef : ndarray, shape (p, K)
+    w, out, first, last
+        As :func:`softmax_statistics`.
+
+    Returns
+    -------
+    stats : ndarray, shape (K, p)
+    lse_sum : float
+        As :func:`softmax_statistics`.
+    """
+    from gmmkit.inference import _kernels  # numba: imported on the first pass only
+
+    p, k = coef.shape
+    if p != features.n_features:
+        raise ValueError(f"coef: expected {features.n_features} rows (the features' p), "
+                         f"got shape {coef.shape}")
+    x, first, last, weights = _checked_points("x", "points", x, features.n_dims, first,
+                                              last, w, out, k)
+    if not x.flags.c_contiguous:  # rows at a known stride let the tile's copy vectorise
+        x, first, last = np.ascontiguousarray(x[:, first:last]), 0, last - first
+    return _finish(lambda stats_t, col_max, col_sum, coef_t: (
+        _kernels.data_softmax_statistics_kernel(
+            _dgemm_address(), x, first, last, features.offsets, features.pairs, coef_t,
+            _NO_WEIGHTS if weights is None else weights, _NO_OUTPUT if out is None else out,
+            stats_t, col_max, col_sum, KERNEL_TILE, EXP_FLOOR)), coef, last - first, weights)
 
 
 @functools.cache
@@ -279,45 +407,3 @@ def _dgemm_address() -> int:
     from gmmkit.inference import _kernels
 
     return _kernels.dgemm_address()
-
-
-def blocked_e_step(
-    n: int, features: Callable[[int, int], np.ndarray], coef: np.ndarray,
-    w: np.ndarray | None, out: np.ndarray | None = None,
-) -> tuple[np.ndarray, float]:
-    """:func:`softmax_statistics` of n points, a block of :func:`block_size` points at a
-    time, the statistics summed: the E-step of every VB family, in memory or on a chunk.
-
-    Parameters
-    ----------
-    n : int
-        Number of points.
-    features : callable
-        ``features(start, stop)`` -> phi of those points, (p, stop - start), one point per
-        column: a view of kept features, or features formed into a buffer of the block's
-        size.
-    coef : ndarray, shape (p, K)
-    w : ndarray, shape (n,), or None
-        Frequency weights.
-    out : ndarray, shape (n, K), optional
-        Receives r.
-
-    Returns
-    -------
-    stats : ndarray, shape (K, p)
-        sum_n w_n r_nk phi(x_n).
-    lse_sum : float
-        sum_n w_n logsumexp_k ln rho_nk.
-    """
-    p, k = coef.shape
-    block = max(1, min(block_size(k, p), n))
-    stats = np.zeros((k, p))
-    lse_sum = 0.0
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        block_stats, block_lse = softmax_statistics(
-            features(start, stop), coef, None if w is None else w[start:stop],
-            None if out is None else out[start:stop])
-        stats += block_stats
-        lse_sum += block_lse
-    return stats, lse_sum

@@ -44,6 +44,7 @@ Implementation notes (why it is fast and stable):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from functools import partial, singledispatch
 from typing import NamedTuple
@@ -54,11 +55,13 @@ from scipy.special import digamma, gammaln, logsumexp
 
 from gmmkit.inference._blocks import (
     KEEP_FEATURES_BYTES,
+    QuadraticFeatures,
     block_size,
-    blocked_e_step,
+    data_softmax_statistics,
     map_chunks,
     pass_threads,
     resolve_threads,
+    softmax_statistics,
 )
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import (
@@ -303,17 +306,18 @@ def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, iu
     lse_sum : float
         sum_n w_n logsumexp_k log rho_nk.
     """
-    n = X_t.shape[1]
-    if features is not None:  # kept: read in place, never written
-        return blocked_e_step(n, lambda start, stop: features[:, start:stop], coef, w, out)
-    p, k = coef.shape
-    buffer = np.empty((p, max(1, min(block_size(k, p), n))))
+    # 10.46-10.49 and the statistics in one compiled pass: kept features read in place
+    # (never written), or [1, x, x_i x_j] formed from the chunk tile by tile in cache.
+    if features is not None:
+        return softmax_statistics(features, coef, w, out)
+    return data_softmax_statistics(X_t, feature_map(X_t.shape[0]), coef, w, out)
 
-    def formed(start: int, stop: int) -> np.ndarray:
-        return _features(X_t[:, start:stop], iu, buffer[:, : stop - start])
 
-    # 10.46-10.49 and the statistics, one compiled pass per block.
-    return blocked_e_step(n, formed, coef, w, out)
+@functools.cache
+def feature_map(d: int) -> QuadraticFeatures:
+    """phi as the compiled pass forms it: [1, x, x_i x_j for i <= j], the upper triangle in
+    row-major order (``np.triu_indices(d)``, as :func:`_features`)."""
+    return QuadraticFeatures.from_groups(d, [[(i, j)] for i in range(d) for j in range(i, d)])
 
 
 def _m_step(prob: _Problem, stats: np.ndarray):

@@ -34,6 +34,7 @@ The bound, every constant (E[ln|Lambda|] = sum_i psi((nu - i)/2) + D ln 2 + ln|W
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from functools import partial
 from typing import Any, NamedTuple
@@ -42,10 +43,16 @@ import numpy as np
 from scipy import linalg
 from scipy.special import digamma, gammaln, logsumexp
 
-from gmmkit.inference._blocks import block_size, blocked_e_step, resolve_threads
+from gmmkit.inference._blocks import (
+    QuadraticFeatures,
+    block_size,
+    chunked_pass,
+    data_softmax_statistics,
+    resolve_threads,
+    softmax_statistics,
+)
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.inference.vb_diag import (
-    chunked_e_step,
     hard_block_statistics,
     weight_component_log_q,
     weights_q_from_beta,
@@ -133,9 +140,11 @@ def _feature_source(prob: _Problem, first: int = 0, last: int | None = None):
 
 def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
           ) -> tuple[np.ndarray, float]:
-    """:func:`~gmmkit.inference.vb_diag.chunked_e_step` over the problem's points."""
-    return chunked_e_step(prob.phi.shape[1], partial(_feature_source, prob), coef, prob.w,
-                          prob.n_threads, out)
+    """The E-step and the statistics of r over the kept [1, x], in chunks on
+    ``prob.n_threads`` threads (:func:`~gmmkit.inference._blocks.chunked_pass`)."""
+    return chunked_pass(
+        prob.phi.shape[1], coef, prob.w, out, prob.n_threads,
+        lambda start, stop, w, r: softmax_statistics(prob.phi, coef, w, r, start, stop))
 
 
 # ----------------------------------------------------------------------------- state
@@ -219,14 +228,20 @@ def _chunk_features(X_t: np.ndarray, n_components: int):
     return features
 
 
+@functools.cache
+def _linear_features(d: int) -> QuadraticFeatures:
+    """[1, x]: no quadratic features (x^T W x is shared by every k, added once)."""
+    return QuadraticFeatures.from_groups(d, [])
+
+
 def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, layout: None
                      ) -> tuple[np.ndarray, float]:
     """The E-step fused with the statistics of r over one chunk of centred points ``X_t``
     (D, n): ``(stats (K, 1 + D), sum_n w_n logsumexp_k [1, x_n] . C[:, k])`` by the same
-    :func:`~gmmkit.inference._blocks.blocked_e_step` as the in-memory fit (which reads its
-    kept [1, x] instead).  The term common to every k is left to
+    compiled pass as the in-memory fit (which reads its kept [1, x] instead; here [1, x] is
+    formed tile by tile from the chunk).  The term common to every k is left to
     :func:`state_from_pass`, which adds it for all the points at once."""
-    return blocked_e_step(X_t.shape[1], _chunk_features(X_t, coef.shape[1]), coef, w)
+    return data_softmax_statistics(X_t, _linear_features(X_t.shape[0]), coef, w)
 
 
 def hard_statistics(X_t: np.ndarray, w: np.ndarray | None, centres: np.ndarray,

@@ -177,19 +177,153 @@ def test_features_of_any_layout_or_dtype_give_the_same_pass():
     np.testing.assert_array_equal(single[0], exact[0])
 
 
-def test_blocked_e_step_is_the_sum_of_its_blocks():
-    """blocked_e_step over several blocks and a tail equals one pass over all the points
-    to rounding (the statistics of blocks are added), and r lands in its rows."""
-    from gmmkit.inference._blocks import block_size, blocked_e_step
+def test_chunked_pass_is_one_pass_on_any_number_of_threads():
+    """chunked_pass over several chunks and a tail equals one pass over all the points to
+    rounding (the chunks' statistics are added), puts r in its rows, gives the same bits
+    on one thread or two, and zero statistics for no points."""
+    from gmmkit.inference._blocks import (
+        CHUNK_BLOCKS,
+        MIN_WORK_FOR_THREADS,
+        block_size,
+        chunked_pass,
+    )
 
-    phi, coef, rng = _problem(2 * block_size(3, 5) + 123, 5, 3, seed=8)
+    p, k = 20, 16
+    assert p * k >= MIN_WORK_FOR_THREADS  # threads are used
+    phi, coef, rng = _problem(2 * CHUNK_BLOCKS * block_size(k, p) + 123, p, k, seed=8,
+                              spread=1.0)
     n = phi.shape[1]
     w = rng.uniform(size=n)
-    out = np.full((n, 3), np.nan)
-    stats, lse_sum = blocked_e_step(n, lambda start, stop: phi[:, start:stop], coef, w, out)
+
+    def chunk(start, stop, w_chunk, r_chunk):
+        return softmax_statistics(phi, coef, w_chunk, r_chunk, start, stop)
+
+    out = np.full((n, k), np.nan)
+    stats, lse_sum = chunked_pass(n, coef, w, out, 1, chunk)
     r_ref, stats_ref, lse_ref = _reference(phi, coef, w)
     np.testing.assert_allclose(stats, stats_ref, rtol=0, atol=1e-12 * np.abs(stats_ref).max())
     np.testing.assert_allclose(lse_sum, lse_ref, rtol=1e-12)
     np.testing.assert_allclose(out, r_ref, rtol=1e-12, atol=1e-300)
-    assert blocked_e_step(0, lambda start, stop: phi[:, start:stop], coef, None) == (
-        pytest.approx(np.zeros((3, 5))), 0.0)
+    out_threaded = np.full((n, k), np.nan)
+    threaded = chunked_pass(n, coef, w, out_threaded, 2, chunk)
+    np.testing.assert_array_equal(threaded[0], stats)
+    assert threaded[1] == lse_sum
+    np.testing.assert_array_equal(out_threaded, out)
+    assert chunked_pass(0, coef, None, None, 1, chunk) == (pytest.approx(np.zeros((k, p))),
+                                                           0.0)
+
+
+# ----------------------------------------------------------------------------- formed features
+def _maps(d):
+    from gmmkit.inference import vb_diag
+    from gmmkit.inference._blocks import QuadraticFeatures
+
+    return {
+        "diag": vb_diag.feature_map(d, False),
+        "spherical": vb_diag.feature_map(d, True),
+        "linear": QuadraticFeatures.from_groups(d, []),
+        "mixed-groups": QuadraticFeatures.from_groups(
+            d, [[(0, 1)], [(d - 1, 0), (1, 1), (0, 0)], [(d - 1, d - 1)]]),
+    }
+
+
+@pytest.mark.parametrize("kind", ["diag", "spherical", "linear", "mixed-groups"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_features_formed_in_the_pass_equal_numpys(kind, weighted):
+    """data_softmax_statistics forms phi tile by tile from the data: the same pass as
+    softmax_statistics over phi formed by NumPy (QuadraticFeatures.__call__), to rounding
+    (the quadratic sums may be added in another order), over tiles and a tail, a sub-range
+    of the points, and r to out."""
+    from gmmkit.inference._blocks import data_softmax_statistics
+
+    rng = np.random.default_rng(11)
+    d, n, k = 5, 2 * KERNEL_TILE + 77, 6
+    x = rng.normal(scale=2.0, size=(d, n + 40))
+    features = _maps(d)[kind]
+    coef = rng.normal(scale=3.0, size=(features.n_features, k))
+    w = rng.uniform(0.0, 2.0, size=n) if weighted else None
+    out = np.full((n, k), np.nan)
+    stats, lse_sum = data_softmax_statistics(x, features, coef, w, out, first=25, last=25 + n)
+    phi = features(x[:, 25 : 25 + n])
+    r_ref, stats_ref, lse_ref = _reference(phi, coef, w)
+    np.testing.assert_allclose(stats, stats_ref, rtol=0, atol=1e-12 * np.abs(stats_ref).max())
+    np.testing.assert_allclose(lse_sum, lse_ref, rtol=1e-12)
+    np.testing.assert_allclose(out, r_ref, rtol=1e-12, atol=1e-300)
+
+
+def test_the_numpy_feature_maps_are_the_vb_features():
+    """vb_diag.feature_map and vb.feature_map describe the features those modules form
+    with NumPy."""
+    from gmmkit.inference import vb, vb_diag
+
+    x = np.random.default_rng(12).normal(size=(4, 50))
+    for spherical in (False, True):
+        np.testing.assert_allclose(vb_diag.feature_map(4, spherical)(x),
+                                   vb_diag._features(x, spherical), rtol=1e-15)
+    np.testing.assert_array_equal(vb.feature_map(4)(x),
+                                  vb._features(x, np.triu_indices(4), np.empty((15, 50))))
+
+
+def test_formed_features_of_a_view_or_float32_are_copied_to_the_same_pass():
+    from gmmkit.inference._blocks import data_softmax_statistics
+
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(3, 1_500))
+    features = _maps(3)["diag"]
+    coef = rng.normal(size=(features.n_features, 4))
+    expected = data_softmax_statistics(np.ascontiguousarray(x[:, 200:1_200]), features, coef)
+    for view in (x[:, 200:1_200], np.asfortranarray(x)[:, 200:1_200]):
+        got = data_softmax_statistics(view, features, coef)
+        np.testing.assert_array_equal(got[0], expected[0])
+        assert got[1] == expected[1]
+    got = data_softmax_statistics(x, features, coef, first=200, last=1_200)
+    np.testing.assert_array_equal(got[0], expected[0])
+    single = data_softmax_statistics(x.astype(np.float32), features, coef)
+    exact = data_softmax_statistics(x.astype(np.float32).astype(np.float64), features, coef)
+    np.testing.assert_array_equal(single[0], exact[0])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [(lambda qf, f: f(np.ones((4, 10)), qf.from_groups(3, [[(0, 0)]]), np.zeros((5, 2))),
+      r"x: expected \(3, L\) points"),
+     (lambda qf, f: f(np.ones((3, 10)), qf.from_groups(3, [[(0, 0)]]), np.zeros((6, 2))),
+      r"coef: expected 5 rows"),
+     (lambda qf, f: qf.from_groups(3, [[(0, 3)]]), r"groups: coordinates must lie in 0\.\.2"),
+     (lambda qf, f: qf.from_groups(3, [[(0, 0)], []]), "groups: every quadratic feature")],
+    ids=["x-rows", "coef-rows", "pair-out-of-range", "empty-group"])
+def test_formed_features_bad_input_names_the_argument(call, message):
+    from gmmkit.inference._blocks import QuadraticFeatures, data_softmax_statistics
+
+    with pytest.raises(ValueError, match=message):
+        call(QuadraticFeatures, data_softmax_statistics)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "spherical"])
+def test_a_fit_whose_features_are_too_big_to_keep_is_the_same_fit(covariance, monkeypatch):
+    """Features formed in the pass (KEEP_FEATURES_BYTES exceeded) give the fit of kept
+    features: the same iterations, bound and parameters to rounding."""
+    import warnings
+
+    import gmmkit
+    from gmmkit.inference import vb_diag
+    from gmmkit.models.bayesian import BayesianGMM
+
+    rng = np.random.default_rng(14)
+    X = np.concatenate([rng.normal(size=(1_500, 3)), rng.normal(size=(1_500, 3)) + 5.0])
+    model = BayesianGMM(4, covariance=covariance)
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gmmkit.ConvergenceWarning)
+            return gmmkit.fit(model, X, "cavi", seed=3, max_iter=40)
+
+    kept = fit()
+    monkeypatch.setattr(vb_diag, "KEEP_FEATURES_BYTES", 0)
+    assert vb_diag._problem(model.resolve(X), X).phi is None  # the other path is taken
+    formed = fit()
+    assert formed.n_iter == kept.n_iter
+    np.testing.assert_allclose(formed.elbo_trace, kept.elbo_trace, rtol=1e-12)
+    for name in ("m", "W", "nu", "beta"):
+        np.testing.assert_allclose(formed.variational_params[name],
+                                   kept.variational_params[name], rtol=1e-10)
