@@ -226,10 +226,11 @@ def _sum_in_order(results):
 
 
 #: Points per tile inside the compiled pass (:func:`softmax_statistics`): the (p, B)
-#: features and (K, B) logits stay in L2 cache between its two GEMMs.  At N = 1e5,
-#: D = 32, K = 16, tiles of 256-768 were within the machine's noise of each other
-#: (16-17 ms a pass); at 1024 the two GEMMs alone took 13.5 ms against 9.5 ms at 512.
-KERNEL_TILE = 512
+#: features stay in L2 cache between its two products, and the (K, B) log densities (34
+#: KiB at K = 16) in L1.  Interleaved A/B at N = 1e5, one thread, 256 against 512: diag
+#: (p = 65) the same (24.5 / 25.0 ms in a slow phase of the machine), spherical 13.1 /
+#: 14.7, full at D = 8 13.8 / 16.1, tied at D = 8 5.1 / 6.1, full at D = 1 2.7 / 2.8.
+KERNEL_TILE = 256
 
 _NO_WEIGHTS = np.empty(0)
 _NO_OUTPUT = np.empty((0, 0))

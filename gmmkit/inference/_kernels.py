@@ -8,7 +8,7 @@ that ``import gmmkit`` does not pay).
 Why compiled.  The pass of a VB iteration (every Bayesian family) is two GEMMs with a
 softmax between them.  As NumPy calls it made about fifteen calls per block of points:
 threads sharing a pass waited for the GIL between them (1.4x on two cores), and the
-softmax alone made five passes over the (K, B) block.  Here each tile of 512 points is
+softmax alone made five passes over the (K, B) block.  Here each tile of 256 points is
 one product ln rho = C^T phi, one fused softmax (column max, floored exp, column sums),
 the normalisation, and one GEMM adding phi r^T into the statistics, in functions compiled
 with ``nogil=True``: threads run chunks truly in parallel.
@@ -28,12 +28,13 @@ interleaved A/B): the NumPy pass took 30-33 ms, the first compiled one 18-22 ms;
 * **A register-blocked first product.**  ln rho for 2 components x 64 points is 16
   vector accumulators summed over the p features in order by fused multiply-adds, reading
   the features where they lie: 7.2-7.5 ms per pass like scipy's ``dgemm`` on these
-  (512, p) x (p, K) shapes (bounded by streaming the kept features from memory), but
+  (tile, p) x (p, K) shapes (bounded by streaming the kept features from memory), but
   without its per-call packing, and with results that do not depend on the BLAS build.
   The second product (a long inner dimension, 60 GFLOPS) stays with the BLAS.
 * **Padded scratch rows.**  The (K, tile) log densities had rows exactly 4 KiB apart, so
   the softmax's walk down 16 rows for 8 points hit one set of the L1 cache and kept
-  evicting itself; rows of 512 + 8 doubles took the pass from 15.8 to 13.1 ms.
+  evicting itself; rows of 512 + 8 doubles took the pass from 15.8 to 13.1 ms (tiles are
+  now 256 points, :data:`~gmmkit.inference._blocks.KERNEL_TILE`).
 
 BLAS.  The second product calls scipy's BLAS (``scipy.linalg.cython_blas.dgemm``, the
 library ``scipy.linalg`` uses; threadpoolctl limits its threads as it does NumPy's)
