@@ -51,6 +51,7 @@ __all__ = [
     "data_softmax_statistics",
     "default_threads",
     "exp_floored",
+    "in_memory_pass",
     "log_normaliser_rows",
     "map_chunks",
     "normalise_columns",
@@ -401,6 +402,23 @@ def data_softmax_statistics(x: np.ndarray, features: QuadraticFeatures, coef: np
             _dgemm_address(), x, first, last, features.offsets, features.pairs, coef_t,
             _NO_WEIGHTS if weights is None else weights, _NO_OUTPUT if out is None else out,
             stats_t, col_max, col_sum, KERNEL_TILE, EXP_FLOOR)), coef, last - first, weights)
+
+
+def in_memory_pass(coef: np.ndarray, w: np.ndarray | None, out: np.ndarray | None,
+                   n_threads: int, phi: np.ndarray | None, x: np.ndarray,
+                   features: QuadraticFeatures) -> tuple[np.ndarray, float]:
+    """The VB E-step and statistics of r over all in-memory points (every family):
+    :func:`chunked_pass` of :func:`softmax_statistics` on the kept features ``phi`` (p, N)
+    when given, else of :func:`data_softmax_statistics` forming ``features(x)`` from the
+    centred data ``x`` (D, N) in the pass; r to ``out`` (N, K) if given."""
+    if phi is not None:
+        def chunk(start: int, stop: int, w_chunk, r_chunk) -> tuple[np.ndarray, float]:
+            return softmax_statistics(phi, coef, w_chunk, r_chunk, start, stop)
+    else:
+        def chunk(start: int, stop: int, w_chunk, r_chunk) -> tuple[np.ndarray, float]:
+            return data_softmax_statistics(x, features, coef, w_chunk, r_chunk, start, stop)
+
+    return chunked_pass(x.shape[1], coef, w, out, n_threads, chunk)
 
 
 @functools.cache

@@ -40,8 +40,9 @@ BLAS.  The second product calls scipy's BLAS (``scipy.linalg.cython_blas.dgemm``
 library ``scipy.linalg`` uses; threadpoolctl limits its threads as it does NumPy's)
 through its function pointer.  The pointer is an argument, not a global, so the compiled
 code holds no process-specific address and numba caches it on disk (``cache=True``: the
-first call in a fresh checkout compiles for about 10 s, later processes load the cache in
-under a second).  A strided (p, n) view of kept features is read in place: the BLAS
+first import in a fresh checkout compiles both kernels, 17 s in a slow phase of the
+machine; later processes load the cache in about 2 s with NumPy, SciPy and numba's own
+imports).  A strided (p, n) view of kept features is read in place: the BLAS
 leading dimension is its row stride, so nothing is copied.
 
 Formed features.  :func:`data_softmax_statistics_kernel` forms phi = [1, x, quadratic

@@ -58,8 +58,7 @@ from gmmkit.inference._blocks import (
     QuadraticFeatures,
     block_size,
     data_softmax_statistics,
-    map_chunks,
-    pass_threads,
+    in_memory_pass,
     resolve_threads,
     softmax_statistics,
 )
@@ -259,21 +258,15 @@ def _log_rho_coefficients(beta, m, nu, ex: _Expectations, iu) -> np.ndarray:
 
 
 def _e_step(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None):
-    """Responsibilities from log rho = phi @ coef over all the (in-memory) points, in
-    chunks on ``prob.n_threads`` threads (:func:`gmmkit.inference._blocks.map_chunks`;
-    the result does not depend on the thread count).
+    """Responsibilities from log rho = phi @ coef over all the (in-memory) points
+    (:func:`gmmkit.inference._blocks.in_memory_pass`: in chunks on ``prob.n_threads``
+    threads, the result the same for every count; the kept features, or [1, x, x_i x_j]
+    formed from the data in the pass).
 
     Returns ``(stats (K, p), lse_sum)``; with ``out`` (N, K) also writes r there.
     """
-    def chunk(start: int, stop: int):
-        return chunk_statistics(
-            prob.X_t[:, start:stop], None if prob.w is None else prob.w[start:stop], coef,
-            prob.iu, None if prob.phi is None else prob.phi[:, start:stop],
-            None if out is None else out[start:stop])
-
-    p, k = coef.shape
-    return map_chunks(prob.X_t.shape[1], block_size(k, p), chunk,
-                      pass_threads(prob.n_threads, k, p))
+    return in_memory_pass(coef, prob.w, out, prob.n_threads, prob.phi, prob.X_t,
+                          feature_map(prob.X_t.shape[0]))
 
 
 def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray, iu,

@@ -55,10 +55,9 @@ from gmmkit.inference._blocks import (
     KEEP_FEATURES_BYTES,
     QuadraticFeatures,
     block_size,
-    chunked_pass,
     data_softmax_statistics,
+    in_memory_pass,
     resolve_threads,
-    softmax_statistics,
 )
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.models.bayesian import BayesianGMM
@@ -236,20 +235,10 @@ def feature_map(d: int, spherical: bool) -> QuadraticFeatures:
 
 def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
           ) -> tuple[np.ndarray, float]:
-    """The E-step and the statistics of r over the problem's points, in chunks on
-    ``prob.n_threads`` threads (:func:`~gmmkit.inference._blocks.chunked_pass`): kept
-    features read in place, or formed from the data in the pass; r to ``out`` (N, K) if
-    given."""
-    if prob.phi is not None:
-        def chunk(start: int, stop: int, w, r) -> tuple[np.ndarray, float]:
-            return softmax_statistics(prob.phi, coef, w, r, start, stop)
-    else:
-        features = feature_map(prob.m0.shape[0], prob.spherical)
-
-        def chunk(start: int, stop: int, w, r) -> tuple[np.ndarray, float]:
-            return data_softmax_statistics(prob.X_t, features, coef, w, r, start, stop)
-
-    return chunked_pass(prob.X_t.shape[1], coef, prob.w, out, prob.n_threads, chunk)
+    """:func:`~gmmkit.inference._blocks.in_memory_pass` over the problem's points: kept
+    features read in place, or formed from the data in the pass."""
+    return in_memory_pass(coef, prob.w, out, prob.n_threads, prob.phi, prob.X_t,
+                          feature_map(prob.m0.shape[0], prob.spherical))
 
 
 def _column_features(X_t: np.ndarray, spherical: bool, n_components: int

@@ -46,10 +46,9 @@ from scipy.special import digamma, gammaln, logsumexp
 from gmmkit.inference._blocks import (
     QuadraticFeatures,
     block_size,
-    chunked_pass,
     data_softmax_statistics,
+    in_memory_pass,
     resolve_threads,
-    softmax_statistics,
 )
 from gmmkit.inference.loop import RestartFailed, coordinate_ascent, fit_from_run, initial_means
 from gmmkit.inference.vb_diag import (
@@ -132,19 +131,17 @@ def _problem_from(model: BayesianGMM, centre: np.ndarray, scatter: np.ndarray,
     )
 
 
-def _feature_source(prob: _Problem, first: int = 0, last: int | None = None):
-    """``features(start, stop)``: [1, x] of the points first + start .. first + stop."""
-    phi = prob.phi[:, first:last]
+def _feature_source(prob: _Problem):
+    """``features(start, stop)``: the kept [1, x] of those points."""
+    phi = prob.phi
     return lambda start, stop: phi[:, start:stop]
 
 
 def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
           ) -> tuple[np.ndarray, float]:
-    """The E-step and the statistics of r over the kept [1, x], in chunks on
-    ``prob.n_threads`` threads (:func:`~gmmkit.inference._blocks.chunked_pass`)."""
-    return chunked_pass(
-        prob.phi.shape[1], coef, prob.w, out, prob.n_threads,
-        lambda start, stop, w, r: softmax_statistics(prob.phi, coef, w, r, start, stop))
+    """:func:`~gmmkit.inference._blocks.in_memory_pass` over the kept [1, x]."""
+    return in_memory_pass(coef, prob.w, out, prob.n_threads, prob.phi, prob.phi[1:],
+                          _linear_features(prob.phi.shape[0] - 1))
 
 
 # ----------------------------------------------------------------------------- state
