@@ -50,6 +50,7 @@ __all__ = [
     "chunked_pass",
     "data_softmax_statistics",
     "default_threads",
+    "diag_softmax_statistics",
     "exp_floored",
     "in_memory_pass",
     "log_normaliser_rows",
@@ -402,6 +403,46 @@ def data_softmax_statistics(x: np.ndarray, features: QuadraticFeatures, coef: np
             _dgemm_address(), x, first, last, features.offsets, features.pairs, coef_t,
             _NO_WEIGHTS if weights is None else weights, _NO_OUTPUT if out is None else out,
             stats_t, col_max, col_sum, KERNEL_TILE, EXP_FLOOR)), coef, last - first, weights)
+
+
+def diag_softmax_statistics(x: np.ndarray, coef: np.ndarray, w: np.ndarray | None = None,
+                            out: np.ndarray | None = None, first: int = 0,
+                            last: int | None = None) -> tuple[np.ndarray, float]:
+    """:func:`softmax_statistics` of diag's features phi = [1, x, x^2] of the data ``x``,
+    without forming them: ln rho = c + sum_d x_d (a_d + b_d x_d) and the statistics'
+    x^2 squared in registers, so the pass reads D rows per point, not 1 + 2D
+    (:func:`gmmkit.inference._kernels.diag_softmax_statistics_kernel`).
+
+    Parameters
+    ----------
+    x : ndarray, shape (D, L)
+        Centred points, one per column; C-contiguous float64 data are read in place, any
+        other layout is copied first (columns first..last only).
+    coef : ndarray, shape (1 + 2D, K)
+        C of ln rho_nk = phi_n . C[:, k], rows in phi's order [1, x, x^2].
+    w, out, first, last
+        As :func:`softmax_statistics`.
+
+    Returns
+    -------
+    stats : ndarray, shape (K, 1 + 2D)
+    lse_sum : float
+        As :func:`softmax_statistics`.
+    """
+    from gmmkit.inference import _kernels  # numba: imported on the first pass only
+
+    p, k = coef.shape
+    d = (p - 1) // 2
+    if p % 2 == 0:
+        raise ValueError(f"coef: expected 1 + 2D rows (an odd number), got shape {coef.shape}")
+    x, first, last, weights = _checked_points("x", "points", x, d, first, last, w, out, k)
+    if not x.flags.c_contiguous:
+        x, first, last = np.ascontiguousarray(x[:, first:last]), 0, last - first
+    return _finish(lambda stats_t, col_max, col_sum, coef_t: (
+        _kernels.diag_softmax_statistics_kernel(
+            x, first, last, coef_t, _NO_WEIGHTS if weights is None else weights,
+            _NO_OUTPUT if out is None else out, stats_t, col_max, col_sum, KERNEL_TILE,
+            EXP_FLOOR)), coef, last - first, weights)
 
 
 def in_memory_pass(coef: np.ndarray, w: np.ndarray | None, out: np.ndarray | None,

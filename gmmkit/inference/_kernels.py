@@ -52,6 +52,16 @@ faster than forming them with NumPy block by block.  Kept features that fit are 
 faster to read (diag 13.8 against 14.2 ms, spherical 8.7 against 11.0): the kept pass
 streams them from memory while it computes, a formed tile waits for its data first.
 
+diag without features.  :func:`diag_softmax_statistics_kernel` is diag's pass from the
+centred data alone: ln rho = c + sum_d x_d (a_d + b_d x_d) by Horner (two fused
+multiply-adds per coordinate, as phi . C has, without x^2; :func:`_logits_diag_intrinsic`)
+and the statistics sum r [1, x, x^2] with x^2 squared in registers, 4 components x 3
+coordinates x 8 points of partial sums per block over sub-tiles that stay in L1
+(:func:`_diag_statistics_intrinsic`; lanes added at the end of the call, in order).  It
+reads D doubles per point instead of 1 + 2D and forms nothing: 10.1-10.8 ms a pass at N
+= 1e5, D = 32, K = 16 on one thread against 12.9-14.5 ms over kept features
+(interleaved).
+
 The exp.  NumPy's exp cannot be called from compiled code, and numba's compiles to a
 scalar libm call per element.  The kernel's exp is for arguments x <= 0 (the shifted log
 densities), floored at ``floor``: exp(x) = 2^j exp(t) with j = round(x / ln 2) and t = x
@@ -78,6 +88,7 @@ from numba.extending import intrinsic
 __all__ = [
     "data_softmax_statistics_kernel",
     "dgemm_address",
+    "diag_softmax_statistics_kernel",
     "exp_floored_row",
     "exp_shifted_row",
     "softmax_statistics_kernel",
@@ -284,6 +295,125 @@ _logits_two_rows = _logits_block_intrinsic(_LOGIT_ROWS)
 _logits_one_row = _logits_block_intrinsic(1)
 
 
+def _logits_diag_intrinsic(n_rows: int):
+    @intrinsic
+    def logits_block(typingctx, x, x_stride, coef, p, d, out, out_stride):
+        """out[r, 0:64] = coef[r p] + sum_i x_i (coef[r p + 1 + i] + coef[r p + 1 + d + i]
+        x_i), x_i = x[i x_stride + 0:64], for r < n_rows: diag's ln rho on [1, x, x^2]
+        without x^2 (Horner), two fused multiply-adds per coordinate in order of i;
+        addresses as integers."""
+        def codegen(context, builder, signature, args):
+            x_base, x_ld, coef_base, p_value, d_value, out_base, out_ld = args
+            accumulators = []
+            for r in range(n_rows):
+                constant = _splat(builder, coef_base,
+                                  builder.mul(ir.Constant(_I64, r), p_value))
+                accumulators.append([cgutils.alloca_once_value(builder, constant)
+                                     for _ in range(_LOGIT_GROUPS)])
+            with cgutils.for_range(builder, d_value) as loop:
+                i = loop.index
+                row = builder.mul(i, x_ld)
+                points = [_load(builder, x_base,
+                                builder.add(row, ir.Constant(_I64, _LANES * g)))
+                          for g in range(_LOGIT_GROUPS)]
+                for r in range(n_rows):
+                    at = builder.add(builder.mul(ir.Constant(_I64, r), p_value),
+                                     builder.add(i, ir.Constant(_I64, 1)))
+                    linear = _splat(builder, coef_base, at)
+                    square = _splat(builder, coef_base, builder.add(at, d_value))
+                    for g in range(_LOGIT_GROUPS):
+                        slot = accumulators[r][g]
+                        inner = _fma(builder, square, points[g], linear)
+                        builder.store(_fma(builder, inner, points[g],
+                                           builder.load(slot, typ=_VEC)), slot)
+            for r in range(n_rows):
+                start = builder.mul(ir.Constant(_I64, r), out_ld)
+                for g in range(_LOGIT_GROUPS):
+                    _store(builder, builder.load(accumulators[r][g], typ=_VEC), out_base,
+                           builder.add(start, ir.Constant(_I64, _LANES * g)))
+            return context.get_dummy_value()
+
+        return types.void(*[types.int64] * 7), codegen
+
+    return logits_block
+
+
+_logits_diag_two_rows = _logits_diag_intrinsic(_LOGIT_ROWS)
+_logits_diag_one_row = _logits_diag_intrinsic(1)
+
+#: diag's second product in registers: 4 components x 3 (or 1) coordinates, each with the
+#: sums of r x and r x^2 as 8 lanes of partial sums over the points.
+_DIAG_ROWS = 4
+_DIAG_GROUPS = 16  # groups of 8 points per sub-tile: its r and x stay in L1
+
+
+def _diag_statistics_intrinsic(n_dims: int):
+    @intrinsic
+    def statistics_block(typingctx, r, r_stride, x, x_stride, n_groups, linear, square,
+                         acc_stride):
+        """For i < 4 rows and j < n_dims coordinates, over the groups g < n_groups of 8
+        points in order, lane by lane by fused multiply-adds: linear[i acc_stride + 8 j +
+        0:8] += r_i x_j and square[...] += r_i x_j^2, with r_i = r[i r_stride + 8 g + 0:8],
+        x_j = x[j x_stride + 8 g + 0:8]; addresses as integers."""
+        def codegen(context, builder, signature, args):
+            r_base, r_ld, x_base, x_ld, groups, linear_base, square_base, acc_ld = args
+
+            def at(i, j):
+                return builder.add(builder.mul(ir.Constant(_I64, i), acc_ld),
+                                   ir.Constant(_I64, _LANES * j))
+
+            sums = [[[cgutils.alloca_once_value(builder, _load(builder, base, at(i, j)))
+                      for j in range(n_dims)] for i in range(_DIAG_ROWS)]
+                    for base in (linear_base, square_base)]
+            with cgutils.for_range(builder, groups) as loop:
+                offset = builder.mul(loop.index, ir.Constant(_I64, _LANES))
+                coordinates = [_load(builder, x_base, builder.add(
+                    builder.mul(ir.Constant(_I64, j), x_ld), offset)) for j in range(n_dims)]
+                squares = [builder.fmul(v, v) for v in coordinates]
+                for i in range(_DIAG_ROWS):
+                    weights = _load(builder, r_base, builder.add(
+                        builder.mul(ir.Constant(_I64, i), r_ld), offset))
+                    for features, slots in zip((coordinates, squares), sums, strict=True):
+                        for j in range(n_dims):
+                            slot = slots[i][j]
+                            builder.store(_fma(builder, weights, features[j],
+                                               builder.load(slot, typ=_VEC)), slot)
+            for base, slots in zip((linear_base, square_base), sums, strict=True):
+                for i in range(_DIAG_ROWS):
+                    for j in range(n_dims):
+                        _store(builder, builder.load(slots[i][j], typ=_VEC), base, at(i, j))
+            return context.get_dummy_value()
+
+        return types.void(*[types.int64] * 8), codegen
+
+    return statistics_block
+
+
+_diag_statistics_three = _diag_statistics_intrinsic(3)
+_diag_statistics_one = _diag_statistics_intrinsic(1)
+
+
+@intrinsic
+def _responsibility_sums(typingctx, r, r_stride, n_groups, acc, acc_stride):
+    """acc[i acc_stride + 0:8] += sum_g r[i r_stride + 8 g + 0:8], i < 4, lane by lane."""
+    def codegen(context, builder, signature, args):
+        r_base, r_ld, groups, acc_base, acc_ld = args
+        rows = [builder.mul(ir.Constant(_I64, i), acc_ld) for i in range(_DIAG_ROWS)]
+        slots = [cgutils.alloca_once_value(builder, _load(builder, acc_base, row))
+                 for row in rows]
+        with cgutils.for_range(builder, groups) as loop:
+            offset = builder.mul(loop.index, ir.Constant(_I64, _LANES))
+            for i, slot in enumerate(slots):
+                weights = _load(builder, r_base, builder.add(
+                    builder.mul(ir.Constant(_I64, i), r_ld), offset))
+                builder.store(builder.fadd(builder.load(slot, typ=_VEC), weights), slot)
+        for row, slot in zip(rows, slots, strict=True):
+            _store(builder, builder.load(slot, typ=_VEC), acc_base, row)
+        return context.get_dummy_value()
+
+    return types.void(*[types.int64] * 5), codegen
+
+
 # contract: a * b + c may become one FMA (more accurate, and what lets the polynomial
 # vectorise well); no reassociation, so every sum keeps its order and the bits are the same
 # on every run.
@@ -434,7 +564,22 @@ def _tile_statistics(address, phi, start, b, coef_t, w, out, rel, stats_t, col_m
     k = coef_t.shape[0]
     ld = phi.strides[0] // 8
     _logits_tile(phi, start, b, ld, coef_t, logits)
-    _softmax_tile(logits, b, floor, col_max[rel : rel + b], col_sum[rel : rel + b], buffer)
+    _responsibilities_tile(logits, b, k, w, out, rel, col_max, col_sum, buffer, floor)
+    # Row-major stats_t (K, p) is column-major (p, K), ld p: += phi_tile (p, b) r^T, where
+    # r is column-major (b, K), ld the logits' row length.
+    _dgemm(address, _CHAR_T, _CHAR_N, p, k, b, phi.ctypes.data + 8 * start, ld,
+           logits.ctypes.data, logits.shape[1], 1.0, stats_t.ctypes.data, p, scratch_i,
+           scratch_f)
+
+
+@_jit
+def _responsibilities_tile(logits, b, k, w, out, rel, col_max, col_sum, buffer, floor):
+    """The log densities logits[:k, :b] -> w r (in place, the weights w of rows rel..rel
+    + b, or none if w is empty), with col_max and col_sum of rows rel..rel + b as
+    :func:`softmax_statistics_kernel` returns them, and r to rows rel..rel + b of ``out``
+    unless it is empty."""
+    _softmax_tile(logits[:k], b, floor, col_max[rel : rel + b], col_sum[rel : rel + b],
+                  buffer)
     for j in range(b):
         buffer[j] = 1.0 / col_sum[rel + j]  # one division per point, then products
     if out.shape[0] > 0:  # r itself to out, w r to the statistics
@@ -458,11 +603,6 @@ def _tile_statistics(address, phi, start, b, coef_t, w, out, rel, stats_t, col_m
             row = logits[kk, :b]
             for j in range(b):
                 row[j] *= buffer[j]
-    # Row-major stats_t (K, p) is column-major (p, K), ld p: += phi_tile (p, b) r^T, where
-    # r is column-major (b, K), ld the logits' row length.
-    _dgemm(address, _CHAR_T, _CHAR_N, p, k, b, phi.ctypes.data + 8 * start, ld,
-           logits.ctypes.data, logits.shape[1], 1.0, stats_t.ctypes.data, p, scratch_i,
-           scratch_f)
 
 
 # Rows of the scratch tiles are padded past a multiple of 4 KiB: 16 rows 4 KiB apart share
@@ -546,3 +686,123 @@ def data_softmax_statistics_kernel(address, x, first, last, offsets, pairs, coef
         _form_tile(x, start, b, offsets, pairs, phi)
         _tile_statistics(address, phi, 0, b, coef_t, w, out, start - first, stats_t,
                          col_max, col_sum, logits, buffer, floor, scratch_i, scratch_f)
+
+
+@_jit
+def _logits_diag_tile(x, start, b, coef_t, logits):
+    """logits[:K, :b] <- diag's ln rho of the points start..start + b of ``x`` (D, .), C
+    order: coef_t (K, 1 + 2D) holds [c, a, b] of c + sum_i x_i (a_i + b_i x_i), in blocks
+    of 2 components x 64 points in registers (:func:`_logits_diag_intrinsic`), the points
+    past the last whole block by a loop with the same operations."""
+    d = x.shape[0]
+    ld = x.shape[1]
+    p = coef_t.shape[1]
+    k = coef_t.shape[0]
+    tile = logits.shape[1]
+    whole = b - b % _LOGIT_POINTS
+    pairs = k - k % _LOGIT_ROWS
+    x_base = x.ctypes.data + 8 * start
+    coef_base = coef_t.ctypes.data
+    logits_base = logits.ctypes.data
+    for n0 in range(0, whole, _LOGIT_POINTS):
+        for k0 in range(0, pairs, _LOGIT_ROWS):
+            _logits_diag_two_rows(x_base + 8 * n0, ld, coef_base + 8 * k0 * p, p, d,
+                                  logits_base + 8 * (k0 * tile + n0), tile)
+        for k0 in range(pairs, k):
+            _logits_diag_one_row(x_base + 8 * n0, ld, coef_base + 8 * k0 * p, p, d,
+                                 logits_base + 8 * (k0 * tile + n0), tile)
+    if whole < b:
+        for kk in range(k):
+            row = logits[kk]
+            row[whole:b] = coef_t[kk, 0]
+            for i in range(d):
+                linear = coef_t[kk, 1 + i]
+                square = coef_t[kk, 1 + d + i]
+                source = x[i]
+                for n in range(whole, b):
+                    v = source[start + n]
+                    row[n] += (square * v + linear) * v
+
+
+@_jit
+def _diag_statistics_tile(x, start, b, r, acc):
+    """acc (K4, 1 + 2D, 8) += the lane partial sums of r[:, :b] [1, x, x^2] of the points
+    start..start + b of ``x`` (D, .), C order, whose w r are the rows of ``r`` (K4, .; K4
+    = K rounded up to a multiple of 4, the rows past K zeros): sub-tiles of
+    :data:`_DIAG_GROUPS` groups of 8 points, 4 components x 3 coordinates in registers
+    (:func:`_diag_statistics_intrinsic`); the points past the whole groups go to lane 0,
+    in order."""
+    d = x.shape[0]
+    ld = x.shape[1]
+    k4 = r.shape[0]
+    whole = b - b % _LANES
+    groups = whole // _LANES
+    x_base = x.ctypes.data + 8 * start
+    r_base = r.ctypes.data
+    r_ld = r.shape[1]
+    acc_base = acc.ctypes.data
+    acc_ld = acc.shape[1] * _LANES
+    for g0 in range(0, groups, _DIAG_GROUPS):
+        g = min(_DIAG_GROUPS, groups - g0)
+        sub_x = x_base + 8 * _LANES * g0
+        sub_r = r_base + 8 * _LANES * g0
+        for k0 in range(0, k4, _DIAG_ROWS):
+            rows_r = sub_r + 8 * k0 * r_ld
+            rows_acc = acc_base + 8 * k0 * acc_ld
+            _responsibility_sums(rows_r, r_ld, g, rows_acc, acc_ld)
+            i = 0
+            while i < d:
+                linear = rows_acc + 8 * _LANES * (1 + i)
+                square = rows_acc + 8 * _LANES * (1 + d + i)
+                if d - i >= 3:
+                    _diag_statistics_three(rows_r, r_ld, sub_x + 8 * i * ld, ld, g, linear,
+                                           square, acc_ld)
+                    i += 3
+                else:
+                    _diag_statistics_one(rows_r, r_ld, sub_x + 8 * i * ld, ld, g, linear,
+                                         square, acc_ld)
+                    i += 1
+    for n in range(whole, b):
+        for kk in range(k4):
+            weight = r[kk, n]
+            acc[kk, 0, 0] += weight
+            for i in range(d):
+                v = x[i, start + n]
+                acc[kk, 1 + i, 0] += weight * v
+                acc[kk, 1 + d + i, 0] += weight * (v * v)
+
+
+@_jit
+def _add_lanes(acc, stats_t):
+    """stats_t (K, p) += the sums of acc's (K4, p, 8) lanes, in lane order."""
+    for kk in range(stats_t.shape[0]):
+        for j in range(stats_t.shape[1]):
+            total = acc[kk, j, 0]
+            for lane in range(1, _LANES):
+                total += acc[kk, j, lane]
+            stats_t[kk, j] += total
+
+
+@numba.njit(types.void(_array(2, "C", True), types.int64, types.int64, _array(2, "C", True),
+                       _array(1, "C", True), _array(2, "A"), _array(2, "C"), _array(1, "C"),
+                       _array(1, "C"), types.int64, types.float64),
+            nogil=True, cache=True, fastmath={"contract"})
+def diag_softmax_statistics_kernel(x, first, last, coef_t, w, out, stats_t, col_max, col_sum,
+                                   tile, floor):
+    """:func:`softmax_statistics_kernel` for diag's features phi = [1, x, x^2] of the
+    C-contiguous data ``x`` (D, L), never formed: ln rho = c + sum_i x_i (a_i + b_i x_i)
+    (:func:`_logits_diag_tile`) and the statistics with x^2 squared in registers
+    (:func:`_diag_statistics_tile`), so a pass reads each coordinate once, from memory,
+    and each tile again from cache.  stats_t (K, 1 + 2D) += sum_n w_n r_nk phi_n."""
+    k = coef_t.shape[0]
+    k4 = -(-k // _DIAG_ROWS) * _DIAG_ROWS
+    logits = np.zeros((k4, tile + _ROW_PAD))  # rows past K stay 0: no statistics
+    acc = np.zeros((k4, coef_t.shape[1], _LANES))
+    buffer = np.empty(tile)
+    for start in range(first, last, tile):
+        b = min(tile, last - start)
+        rel = start - first
+        _logits_diag_tile(x, start, b, coef_t, logits)
+        _responsibilities_tile(logits, b, k, w, out, rel, col_max, col_sum, buffer, floor)
+        _diag_statistics_tile(x, start, b, logits, acc)
+    _add_lanes(acc, stats_t)

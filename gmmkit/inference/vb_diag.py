@@ -24,7 +24,9 @@ spherical: one group of all D dimensions).  The optimal factors, derived as PRML
 W_k^-1 is in "raw moment" form, so an empty component (N_k -> 0) falls back exactly to the
 prior.  As in :mod:`gmmkit.inference.vb`, ln rho_nk is affine in the features
 phi(x) = [1, x, x^2] (p = 1 + 2D; for spherical [1, x, |x|^2], p = D + 2), so the E-step
-is one GEMM per block of points and the statistics (N_k, s1, s2) are a second;
+is one product per block of points and the statistics (N_k, s1, s2) are a second (for
+diag computed from x alone, ln rho = c + sum_d x_d (a_d + b_d x_d), so [1, x, x^2] is never
+formed: :func:`~gmmkit.inference._blocks.diag_softmax_statistics`);
 sum_n logsumexp_k ln rho_nk, accumulated there, is the bound's data part
 E[ln p(X | z, mu, lambda)] + E[ln p(z | pi)] - E[ln q(z)].
 
@@ -55,7 +57,9 @@ from gmmkit.inference._blocks import (
     KEEP_FEATURES_BYTES,
     QuadraticFeatures,
     block_size,
+    chunked_pass,
     data_softmax_statistics,
+    diag_softmax_statistics,
     in_memory_pass,
     resolve_threads,
 )
@@ -141,7 +145,8 @@ class _Problem(NamedTuple):
 
     X_t: np.ndarray | None  # (D, N) centred, points along the contiguous axis (None when
     # the data are streamed in chunks); rows 1..D of phi when phi is kept
-    phi: np.ndarray | None  # (p, N) features of every point, when cheap enough to keep
+    phi: np.ndarray | None  # (p, N) spherical features, when cheap enough to keep (diag
+    # never forms its features: diag_softmax_statistics reads X_t)
     centre: np.ndarray  # (D,)
     weights: WeightPrior
     beta0: float
@@ -189,15 +194,18 @@ def _problem(model: BayesianGMM, X: np.ndarray, w: np.ndarray | None = None,
     n, d = X.shape
     spherical = model.covariance_prior.spherical
     p = _n_features(d, spherical)
-    if 8 * p * n > KEEP_FEATURES_BYTES:
+    if not spherical or 8 * p * n > KEEP_FEATURES_BYTES:
+        # diag's pass reads the centred data alone (diag_softmax_statistics: x^2 is
+        # squared in registers), half the bytes of kept [1, x, x^2]: 10.1-10.8 ms against
+        # 12.9-14.5 at N = 1e5, D = 32, K = 16 on one thread (interleaved A/B).  Spherical
+        # features too big to keep are formed tile by tile from the centred data.
         # Too big to keep: the pass forms them tile by tile from the centred data.
         return _problem_from_centre(model, centre, np.ascontiguousarray((X - centre).T),
                                     None, w)._replace(n_threads=n_threads)
-    # The features never change: kept, the pass streams them from memory while it
-    # computes.  Formed tile by tile instead (data_softmax_statistics, half the bytes for
-    # diag) each tile waits for its data first: at N = 1e5, D = 32, K = 16 that pass took
-    # 14.2 ms against 13.8 kept (diag) and 11.0 against 8.7 (spherical).  The centred
-    # data are rows 1..D of phi, not a copy.
+    # Spherical's features never change: kept, the pass streams them from memory while it
+    # computes.  Formed tile by tile instead (data_softmax_statistics) each tile waits for
+    # its data first: at N = 1e5, D = 32, K = 16 that pass took 11.0 ms against 8.7 kept.
+    # The centred data are rows 1..D of phi, not a copy.
     phi = np.empty((p, n))
     X_t = phi[1 : 1 + d]
     np.subtract(X.T, centre[:, None], out=X_t)
@@ -235,8 +243,17 @@ def feature_map(d: int, spherical: bool) -> QuadraticFeatures:
 
 def _pass(prob: _Problem, coef: np.ndarray, out: np.ndarray | None = None
           ) -> tuple[np.ndarray, float]:
-    """:func:`~gmmkit.inference._blocks.in_memory_pass` over the problem's points: kept
-    features read in place, or formed from the data in the pass."""
+    """The pass over the problem's points: diag's from the centred data
+    (:func:`~gmmkit.inference._blocks.diag_softmax_statistics`); spherical's
+    :func:`~gmmkit.inference._blocks.in_memory_pass`, kept features read in place or
+    formed from the data in the pass."""
+    if not prob.spherical:
+        X_t = prob.X_t
+
+        def chunk(start: int, stop: int, w_chunk, r_chunk) -> tuple[np.ndarray, float]:
+            return diag_softmax_statistics(X_t, coef, w_chunk, r_chunk, start, stop)
+
+        return chunked_pass(X_t.shape[1], coef, prob.w, out, prob.n_threads, chunk)
     return in_memory_pass(coef, prob.w, out, prob.n_threads, prob.phi, prob.X_t,
                           feature_map(prob.m0.shape[0], prob.spherical))
 
@@ -320,10 +337,12 @@ def chunk_statistics(X_t: np.ndarray, w: np.ndarray | None, coef: np.ndarray,
                      spherical: bool) -> tuple[np.ndarray, float]:
     """The E-step fused with the statistics of r over one chunk of centred points ``X_t``
     (D, n) with weights ``w`` (n,) or None: ``(stats (K, p), lse_sum)`` as
-    :func:`~gmmkit.inference._blocks.data_softmax_statistics`: the chunked driver's pass
-    (:mod:`gmmkit.inference.chunked`, one call per Dask chunk, the results summed), and
-    the in-memory fit's when its features are too big to keep (kept, they go through the
-    same compiled arithmetic, read instead of formed)."""
+    :func:`~gmmkit.inference._blocks.diag_softmax_statistics` (diag) or
+    :func:`~gmmkit.inference._blocks.data_softmax_statistics` (spherical): the chunked
+    driver's pass (:mod:`gmmkit.inference.chunked`, one call per Dask chunk, the results
+    summed), the same compiled arithmetic as the in-memory fit's."""
+    if not spherical:
+        return diag_softmax_statistics(X_t, coef, w)
     return data_softmax_statistics(X_t, feature_map(X_t.shape[0], spherical), coef, w)
 
 

@@ -299,7 +299,7 @@ def test_formed_features_bad_input_names_the_argument(call, message):
         call(QuadraticFeatures, data_softmax_statistics)
 
 
-@pytest.mark.parametrize("covariance", ["full", "diag", "spherical"])
+@pytest.mark.parametrize("covariance", ["full", "spherical"])
 def test_a_fit_whose_features_are_too_big_to_keep_is_the_same_fit(covariance, monkeypatch):
     """Features formed in the pass (KEEP_FEATURES_BYTES exceeded) give the fit of kept
     features: the same iterations, bound and parameters to rounding."""
@@ -330,3 +330,144 @@ def test_a_fit_whose_features_are_too_big_to_keep_is_the_same_fit(covariance, mo
     for name, value in kept.variational_params.items():
         np.testing.assert_allclose(formed.variational_params[name], value, rtol=1e-10,
                                    err_msg=name)
+
+
+# ------------------------------------------------------------------- diag without features
+def _diag_problem(d, n, k, seed, spread=2.0):
+    """Centred-looking data (D, n + 40) and diag coefficients (1 + 2D, K) of a proper
+    mixture: c, a = lambda mu and b = -lambda / 2 < 0."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=spread, size=(d, n + 40))
+    precision = rng.uniform(0.3, 3.0, size=(d, k))
+    means = rng.normal(scale=spread, size=(d, k))
+    constant = rng.normal(size=(1, k)) - 0.5 * (precision * means**2).sum(axis=0)
+    coef = np.vstack([constant, precision * means, -0.5 * precision])
+    return x, coef, rng
+
+
+# Shapes that leave every remainder: points past whole tiles, 64-point blocks and 8-point
+# groups; K odd and below a multiple of 4 (padded rows); D not a multiple of 3.
+@pytest.mark.parametrize(("d", "n", "k"), [(5, 2 * KERNEL_TILE + 77, 6), (32, 700, 16),
+                                           (1, 101, 3), (4, 7, 5), (7, 3 * KERNEL_TILE, 9)],
+                         ids=["tail", "bench-shape", "one-dim", "under-a-group", "odd-k"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_diag_pass_from_the_data_equals_numpy_on_its_features(d, n, k, weighted):
+    """diag_softmax_statistics never forms [1, x, x^2] (Horner's ln rho, x^2 squared in
+    registers for the statistics): the same pass as NumPy and scipy on the formed
+    features, to rounding, over a sub-range of the points, with r to out."""
+    from gmmkit.inference._blocks import diag_softmax_statistics
+    from gmmkit.inference.vb_diag import feature_map
+
+    x, coef, rng = _diag_problem(d, n, k, seed=20 + d)
+    w = rng.uniform(0.0, 2.0, size=n) if weighted else None
+    out = np.full((n, k), np.nan)
+    stats, lse_sum = diag_softmax_statistics(x, coef, w, out, first=25, last=25 + n)
+    r_ref, stats_ref, lse_ref = _reference(feature_map(d, False)(x[:, 25 : 25 + n]), coef, w)
+    # Rounding: ln rho is summed in another order (Horner) than phi . C, so r moves by a
+    # few ulps of the log densities (|ln rho| up to ~1e3 here).
+    np.testing.assert_allclose(stats, stats_ref, rtol=0, atol=1e-12 * np.abs(stats_ref).max())
+    np.testing.assert_allclose(lse_sum, lse_ref, rtol=1e-12)
+    np.testing.assert_allclose(out, r_ref, rtol=1e-11, atol=1e-300)
+
+
+def test_diag_pass_of_any_layout_or_dtype_is_the_same_pass():
+    from gmmkit.inference._blocks import diag_softmax_statistics
+
+    x, coef, _ = _diag_problem(3, 1_500, 4, seed=30)
+    expected = diag_softmax_statistics(np.ascontiguousarray(x[:, 200:1_200]), coef)
+    for view in (x[:, 200:1_200], np.asfortranarray(x)[:, 200:1_200]):
+        got = diag_softmax_statistics(view, coef)
+        np.testing.assert_array_equal(got[0], expected[0])
+        assert got[1] == expected[1]
+    got = diag_softmax_statistics(x, coef, first=200, last=1_200)
+    np.testing.assert_array_equal(got[0], expected[0])
+    single = diag_softmax_statistics(x.astype(np.float32), coef)
+    exact = diag_softmax_statistics(x.astype(np.float32).astype(np.float64), coef)
+    np.testing.assert_array_equal(single[0], exact[0])
+    stats, lse_sum = diag_softmax_statistics(x, coef, first=9, last=9)
+    np.testing.assert_array_equal(stats, np.zeros((4, 7)))
+    assert lse_sum == 0.0
+
+
+@pytest.mark.parametrize(
+    ("x", "coef", "message"),
+    [(np.ones((3, 10)), np.zeros((6, 2)), r"coef: expected 1 \+ 2D rows"),
+     (np.ones((4, 10)), np.zeros((7, 2)), r"x: expected \(3, L\) points"),
+     (np.ones(10), np.zeros((3, 2)), r"x: expected \(1, L\) points")],
+    ids=["coef-even", "x-rows", "x-one-dimensional"])
+def test_diag_pass_bad_input_names_the_argument(x, coef, message):
+    from gmmkit.inference._blocks import diag_softmax_statistics
+
+    with pytest.raises(ValueError, match=message):
+        diag_softmax_statistics(x, coef)
+
+
+def test_a_diag_fit_is_the_fit_of_its_formed_features(monkeypatch):
+    """diag's pass from the data gives the fit of the generic pass over kept [1, x, x^2]
+    (the previous path): the same iterations, bound to rounding and every variational
+    parameter to 1e-10 (sums over 3000 points carried through up to 40 iterations)."""
+    import warnings
+
+    import gmmkit
+    from gmmkit.inference import vb_diag
+    from gmmkit.inference._blocks import in_memory_pass
+    from gmmkit.models.bayesian import BayesianGMM
+
+    rng = np.random.default_rng(15)
+    X = np.concatenate([rng.normal(size=(1_500, 5)), rng.normal(size=(1_500, 5)) + 5.0])
+    model = BayesianGMM(4, covariance="diag")
+
+    def fit(**options):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gmmkit.ConvergenceWarning)
+            return gmmkit.fit(model, X, "cavi", seed=3, max_iter=40, **options)
+
+    assert vb_diag._problem(model.resolve(X), X).phi is None  # nothing but the data kept
+    direct = fit(n_threads=1)
+
+    def formed_pass(prob, coef, out=None):
+        phi = vb_diag._features(prob.X_t, False)
+        return in_memory_pass(coef, prob.w, out, prob.n_threads, phi, prob.X_t,
+                              vb_diag.feature_map(prob.X_t.shape[0], False))
+
+    monkeypatch.setattr(vb_diag, "_pass", formed_pass)
+    formed = fit(n_threads=1)
+    assert formed.n_iter == direct.n_iter
+    np.testing.assert_allclose(direct.elbo_trace, formed.elbo_trace, rtol=1e-12)
+    for name, value in formed.variational_params.items():
+        np.testing.assert_allclose(direct.variational_params[name], value, rtol=1e-10,
+                                   err_msg=name)
+
+
+def test_diag_chunked_pass_gives_the_same_bits_on_one_or_two_threads():
+    """vb_diag's pass over chunks (K p = 16 x 17 >= MIN_WORK_FOR_THREADS: threads are
+    used) equals one pass over all the points to rounding, and gives the same bits and r
+    on one thread or two."""
+    from gmmkit.inference import vb_diag
+    from gmmkit.inference._blocks import (
+        CHUNK_BLOCKS,
+        MIN_WORK_FOR_THREADS,
+        block_size,
+        diag_softmax_statistics,
+    )
+
+    d, k = 8, 16
+    assert k * (1 + 2 * d) >= MIN_WORK_FOR_THREADS
+    n = 2 * CHUNK_BLOCKS * block_size(k, 1 + 2 * d) + 123
+    x, coef, rng = _diag_problem(d, n, k, seed=40)
+    x = np.ascontiguousarray(x[:, :n])
+    w = rng.uniform(size=n)
+    results = []
+    for n_threads in (1, 2):
+        prob = vb_diag._Problem(X_t=x, phi=None, centre=np.zeros(d), weights=None,
+                                beta0=1.0, m0=np.zeros(d), W0=np.ones(d), nu0=float(d),
+                                spherical=False, w=w, n_threads=n_threads)
+        out = np.full((n, k), np.nan)
+        results.append((*vb_diag._pass(prob, coef, out), out))
+    (stats, lse_sum, out), (stats_2, lse_sum_2, out_2) = results
+    np.testing.assert_array_equal(stats_2, stats)
+    assert lse_sum_2 == lse_sum
+    np.testing.assert_array_equal(out_2, out)
+    whole = diag_softmax_statistics(x, coef, w)
+    np.testing.assert_allclose(stats, whole[0], rtol=0, atol=1e-12 * np.abs(whole[0]).max())
+    np.testing.assert_allclose(lse_sum, whole[1], rtol=1e-12)
