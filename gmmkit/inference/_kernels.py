@@ -257,6 +257,21 @@ _LOGIT_ROWS, _LOGIT_GROUPS = 2, 8
 _LOGIT_POINTS = _LANES * _LOGIT_GROUPS
 
 
+def _load_points(builder: ir.IRBuilder, base, row):
+    """The 64 points of one row (feature or coordinate) at ``base`` + ``row``: 8 vectors."""
+    return [_load(builder, base, builder.add(row, ir.Constant(_I64, _LANES * g)))
+            for g in range(_LOGIT_GROUPS)]
+
+
+def _store_rows(builder: ir.IRBuilder, accumulators, out_base, out_ld) -> None:
+    """Row r of the block's accumulators (vectors of 8 points) to out[r, 0:64]."""
+    for r, row_slots in enumerate(accumulators):
+        start = builder.mul(ir.Constant(_I64, r), out_ld)
+        for g, slot in enumerate(row_slots):
+            _store(builder, builder.load(slot, typ=_VEC), out_base,
+                   builder.add(start, ir.Constant(_I64, _LANES * g)))
+
+
 def _logits_block_intrinsic(n_rows: int):
     @intrinsic
     def logits_block(typingctx, phi, phi_stride, coef, p, out, out_stride):
@@ -268,10 +283,7 @@ def _logits_block_intrinsic(n_rows: int):
                              for _ in range(_LOGIT_GROUPS)] for _ in range(n_rows)]
             with cgutils.for_range(builder, p_value) as loop:
                 j = loop.index
-                row = builder.mul(j, phi_ld)
-                points = [_load(builder, phi_base,
-                                builder.add(row, ir.Constant(_I64, _LANES * g)))
-                          for g in range(_LOGIT_GROUPS)]
+                points = _load_points(builder, phi_base, builder.mul(j, phi_ld))
                 for r in range(n_rows):
                     c = _splat(builder, coef_base,
                                builder.add(builder.mul(ir.Constant(_I64, r), p_value), j))
@@ -279,11 +291,7 @@ def _logits_block_intrinsic(n_rows: int):
                         slot = accumulators[r][g]
                         builder.store(_fma(builder, c, points[g],
                                            builder.load(slot, typ=_VEC)), slot)
-            for r in range(n_rows):
-                start = builder.mul(ir.Constant(_I64, r), out_ld)
-                for g in range(_LOGIT_GROUPS):
-                    _store(builder, builder.load(accumulators[r][g], typ=_VEC), out_base,
-                           builder.add(start, ir.Constant(_I64, _LANES * g)))
+            _store_rows(builder, accumulators, out_base, out_ld)
             return context.get_dummy_value()
 
         return types.void(*[types.int64] * 6), codegen
@@ -312,10 +320,7 @@ def _logits_diag_intrinsic(n_rows: int):
                                      for _ in range(_LOGIT_GROUPS)])
             with cgutils.for_range(builder, d_value) as loop:
                 i = loop.index
-                row = builder.mul(i, x_ld)
-                points = [_load(builder, x_base,
-                                builder.add(row, ir.Constant(_I64, _LANES * g)))
-                          for g in range(_LOGIT_GROUPS)]
+                points = _load_points(builder, x_base, builder.mul(i, x_ld))
                 for r in range(n_rows):
                     at = builder.add(builder.mul(ir.Constant(_I64, r), p_value),
                                      builder.add(i, ir.Constant(_I64, 1)))
@@ -326,11 +331,7 @@ def _logits_diag_intrinsic(n_rows: int):
                         inner = _fma(builder, square, points[g], linear)
                         builder.store(_fma(builder, inner, points[g],
                                            builder.load(slot, typ=_VEC)), slot)
-            for r in range(n_rows):
-                start = builder.mul(ir.Constant(_I64, r), out_ld)
-                for g in range(_LOGIT_GROUPS):
-                    _store(builder, builder.load(accumulators[r][g], typ=_VEC), out_base,
-                           builder.add(start, ir.Constant(_I64, _LANES * g)))
+            _store_rows(builder, accumulators, out_base, out_ld)
             return context.get_dummy_value()
 
         return types.void(*[types.int64] * 7), codegen
